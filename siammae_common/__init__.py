@@ -1,0 +1,1 @@
+"""Small pieces every part of siammae shares: console output and image constants."""

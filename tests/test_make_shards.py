@@ -1,0 +1,271 @@
+"""tools/make_shards.py on real videos made with ffmpeg (mpeg4, h264, mjpeg, VFR, audio, broken files)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import av
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from conftest import REPO, load_tool
+from PIL import Image
+
+from pipeline import shard_format as sf
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+TOOL = str(REPO / "tools" / "make_shards.py")
+SIZE = "64x48"
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)
+
+
+def _testsrc(frames: int) -> list[str]:
+    return ["-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate=25:duration={frames / 25}"]
+
+
+def ffmpeg_frame_count(path: Path) -> int:
+    """ffmpeg's own count of the frames it decodes from the first video stream."""
+    err = subprocess.run([FFMPEG, "-nostdin", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+                          "-f", "null", "-"], capture_output=True, check=False, text=True).stderr
+    return int(re.findall(r"frame=\s*(\d+)", err)[-1])
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Good videos in several codecs and containers, plus one of each kind of bad input."""
+    root = tmp_path_factory.mktemp("videos")
+    (root / "A").mkdir()
+    (root / "B").mkdir()
+    _ffmpeg(*_testsrc(30), "-c:v", "mpeg4", "-q:v", "3", str(root / "A" / "mpeg4.avi"))
+    _ffmpeg(*_testsrc(27), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+            str(root / "A" / "h264.mp4"))
+    _ffmpeg(*_testsrc(22), "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(root / "B" / "mjpeg.mkv"))
+    # variable frame rate: frames 10.. come 0.3 s later, and some frames are 1/50 s apart
+    _ffmpeg(*_testsrc(26), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
+            str(root / "B" / "vfr.mp4"))
+    _ffmpeg(*_testsrc(25), "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4",
+            "-c:a", "aac", "-shortest", str(root / "B" / "with audio.mov"))          # also a space in the name
+    (root / "B" / "empty.avi").write_bytes(b"")
+    (root / "B" / "notes.mp4").write_text("this is not a video\n")
+    data = (root / "A" / "mpeg4.avi").read_bytes()
+    (root / "B" / "truncated.avi").write_bytes(data[:len(data) // 2])
+    _ffmpeg(*_testsrc(5), "-c:v", "mpeg4", str(root / "B" / "short.avi"))
+    (root / "B" / "readme.txt").write_text("ignored: not a video extension\n")
+    return root
+
+
+GOOD = {"A/mpeg4.avi", "A/h264.mp4", "B/mjpeg.mkv", "B/vfr.mp4", "B/with audio.mov"}
+BAD = {"B/empty.avi": "empty", "B/notes.mp4": "not a readable video", "B/truncated.avi": "",
+       "B/short.avi": "too short"}
+
+
+@pytest.fixture(scope="module")
+def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("shards")
+    load_tool("make_shards").make_shards(video_dir, out, shard_size="2clips", workers=2)
+    return out
+
+
+def _all_clips(out: Path) -> dict[str, sf.Clip]:
+    return {c.key: c for s in sf.list_shards(out) for c in sf.iter_clips(s.tar)}
+
+
+def test_frame_counts_equal_ffmpegs_own_count(video_dir: Path, shards: Path) -> None:
+    clips = {c.meta["source"]: c for c in _all_clips(shards).values()}
+    assert set(clips) == GOOD
+    for source, clip in clips.items():
+        assert clip.n_frames == ffmpeg_frame_count(video_dir / source), source
+        assert clip.meta["n_frames"] == clip.n_frames
+
+
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255 ** 2 / max(float(np.mean((a - b) ** 2)), 1e-9)))
+
+
+def test_frames_round_trip_visually(video_dir: Path, shards: Path) -> None:
+    """Every stored JPEG is within a PSNR bound of the frame PyAV decodes from the source."""
+    for clip in _all_clips(shards).values():
+        with av.open(str(video_dir / clip.meta["source"])) as container:
+            originals = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert len(originals) == clip.n_frames
+        for i in (0, clip.n_frames // 2, clip.n_frames - 1):
+            stored = np.asarray(Image.open(io.BytesIO(clip.frame(i))).convert("RGB"), dtype=np.float64)
+            # testsrc2 at 64x48 has saturated 1-px colour detail that 4:2:0 chroma cannot keep, so the
+            # bound on luma is tight (measured ~38 dB) and the one on RGB loose (~24 dB)
+            assert _psnr(stored @ LUMA, originals[i] @ LUMA) > 34, (clip.key, i)
+            assert _psnr(stored, originals[i].astype(np.float64)) > 20, (clip.key, i)
+
+
+def test_jpegs_are_baseline_420(shards: Path) -> None:
+    clip = next(iter(_all_clips(shards).values()))
+    image = Image.open(io.BytesIO(clip.frame(0)))
+    assert not image.info.get("progressive") and not image.info.get("progression")
+    assert image.layer[1][1:3] == (1, 1) and image.layer[0][1:3] == (2, 2)    # chroma at half resolution
+
+
+def test_manifest_totals_and_failures(shards: Path) -> None:
+    manifest = sf.read_manifest(shards)
+    raw = json.loads((shards / "manifest.json").read_text())
+    clips = _all_clips(shards)
+    assert manifest.complete and manifest.clips == len(clips) == len(GOOD) == raw["totals"]["clips"]
+    assert manifest.frames == sum(c.n_frames for c in clips.values()) == raw["totals"]["frames"]
+    assert [s.clips for s in manifest.shards] == [2, 2, 1]
+    assert all(s.bytes == s.tar.stat().st_size for s in manifest.shards)
+    reasons = {f.source: f.reason for f in manifest.failures}
+    assert set(reasons) == set(BAD)
+    for source, expected in BAD.items():
+        assert expected in reasons[source]
+    assert manifest.classes == ["A", "B"] and {c.meta["label"] for c in clips.values()} == {0, 1}
+    assert all("." not in key for key in clips)
+
+
+def test_clip_order_is_shuffled_with_the_seed(video_dir: Path, shards: Path, tmp_path: Path) -> None:
+    keys = [c.key for s in sf.list_shards(shards) for c in sf.iter_clips(s.tar)]
+    load_tool("make_shards").make_shards(video_dir, tmp_path / "s1", shard_size="2clips", seed=1, workers=1)
+    other = [c.key for s in sf.list_shards(tmp_path / "s1") for c in sf.iter_clips(s.tar)]
+    assert sorted(keys) == sorted(other) and keys != other
+
+
+def test_resume_after_an_interrupted_run(video_dir: Path, shards: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = load_tool("make_shards")
+    from sharding.writer import ShardSink
+    real_add, calls = ShardSink.add, []
+
+    def add_then_die(self, key, frames, meta):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(key)
+        real_add(self, key, frames, meta)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(ShardSink, "add", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
+    monkeypatch.setattr(ShardSink, "add", real_add)
+    first = sf.read_manifest(out)
+    assert not first.complete and len(first.shards) == 1            # the half-written 2nd shard was dropped
+    assert not list(out.glob("*.tmp"))
+    kept = first.shards[0].tar.stat().st_mtime_ns
+    tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
+    resumed = sf.read_manifest(out)
+    assert resumed.complete and resumed.shards[0].tar.stat().st_mtime_ns == kept
+    keys = [c.key for s in resumed.shards for c in sf.iter_clips(s.tar)]
+    assert sorted(keys) == sorted(_all_clips(shards)) and len(keys) == len(set(keys))
+    assert len(resumed.failures) == len(BAD)
+
+
+def test_resume_with_other_options_is_refused(video_dir: Path, shards: Path) -> None:
+    r = subprocess.run([sys.executable, TOOL, str(video_dir), "--out", str(shards), "--shard-size", "2clips",
+                        "--quality", "80"], capture_output=True, check=False, text=True)
+    assert r.returncode == 2 and "quality 90 -> 80" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_parts_partition_the_input_exactly(video_dir: Path, shards: Path, tmp_path: Path) -> None:
+    tool = load_tool("make_shards")
+    out = tmp_path / "parts"
+    per_part = []
+    for k in (1, 2, 3):
+        m = tool.make_shards(video_dir, out, shard_size="1clips", part=(k, 3), workers=1)
+        per_part.append({c.key for s in m.shards for c in sf.iter_clips(s.tar)} | {f.source for f in m.failures})
+        assert (out / "manifest.json").exists() == (k == 3)           # the last part merges
+    assert sum(len(p) for p in per_part) == len(set().union(*per_part)) == len(GOOD) + len(BAD)
+    merged = sf.read_manifest(out)
+    assert merged.complete and merged.clips == len(GOOD) and len(merged.failures) == len(BAD)
+    assert len({s.tar.name for s in merged.shards}) == merged.clips
+
+
+def test_options_fps_short_side_max_frames(video_dir: Path, tmp_path: Path) -> None:
+    tool = load_tool("make_shards")
+    decode = sys.modules["sharding.decode"]
+    opts = decode.DecodeOptions(fps=10, short_side=32, max_frames=9, min_frames=2)
+    tool.make_shards(video_dir / "A", tmp_path, options=opts, workers=1)
+    clips = _all_clips(tmp_path)
+    assert len(clips) == 2
+    for clip in clips.values():
+        assert clip.n_frames <= 9 and clip.meta["fps"] == 10.0
+        assert Image.open(io.BytesIO(clip.frame(0))).size == (42, 32) == (clip.meta["width"], clip.meta["height"])
+
+
+def test_bad_arguments_exit_with_one_line(tmp_path: Path) -> None:
+    missing = subprocess.run([sys.executable, TOOL, str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+                             capture_output=True, check=False, text=True)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    (tmp_path / "file").write_text("x")
+    unwritable = subprocess.run([sys.executable, TOOL, str(tmp_path), "--out", str(tmp_path / "file" / "o")],
+                                capture_output=True, check=False, text=True)
+    assert unwritable.returncode == 2 and "output folder" in unwritable.stderr
+    assert len(unwritable.stderr.strip().splitlines()) == 1
+
+
+def test_tarfile_sees_three_members_per_clip(shards: Path) -> None:
+    for shard in sf.list_shards(shards):
+        with tarfile.open(shard.tar) as tar:
+            names = tar.getnames()
+        assert len(names) == 3 * shard.clips
+        assert {n.split(".", 1)[1] for n in names} == {"frames", "offsets", "json"}
+
+
+def test_webdataset_reads_the_shards(shards: Path) -> None:
+    import webdataset as wds
+    expected = _all_clips(shards)
+    urls = [str(s.tar) for s in sf.list_shards(shards)]
+    seen = 0
+    for sample in wds.WebDataset(urls, shardshuffle=False):
+        clip = expected[sample["__key__"]]
+        assert sample["frames"] == clip.frames_bytes
+        np.testing.assert_array_equal(sf.decode_offsets(sample["offsets"]), clip.offsets)
+        assert json.loads(sample["json"]) == clip.meta
+        seen += 1
+    assert seen == len(expected)
+
+
+def test_dali_reads_the_shards_with_the_written_index(shards: Path) -> None:
+    pytest.importorskip("nvidia.dali")
+    from nvidia.dali import fn, pipeline_def
+    infos = sf.list_shards(shards)
+    expected = [c for s in infos for c in sf.iter_clips(s.tar)]
+
+    @pipeline_def(batch_size=len(expected), num_threads=1, device_id=None)
+    def pipe():
+        return tuple(fn.readers.webdataset(paths=[str(s.tar) for s in infos],
+                                           index_paths=[str(s.index) for s in infos],
+                                           ext=["frames", "offsets", "json"], missing_component_behavior="error"))
+
+    p = pipe()
+    p.build()
+    frames, offsets, meta = p.run()
+    for k, clip in enumerate(expected):
+        assert np.array(frames.at(k)).tobytes() == clip.frames_bytes
+        assert np.array(offsets.at(k)).tobytes() == sf.encode_offsets(clip.offsets)
+        assert json.loads(np.array(meta.at(k)).tobytes()) == clip.meta
+
+
+def test_clip_frame_table_gives_byte_ranges_of_single_frames(shards: Path) -> None:
+    shard = sf.list_shards(shards)[0]
+    data = shard.tar.read_bytes()
+    for loc, clip in zip(sf.clip_frame_table(shard.tar), sf.iter_clips(shard.tar)):
+        assert loc.key == clip.key and loc.n_frames == clip.n_frames
+        for i in (0, clip.n_frames - 1):
+            start, length = loc.frame_range(i)
+            assert data[start:start + length] == clip.frame(i)
+
+
+def test_synthetic_shards_fixture(synthetic_shards: Path, synthetic_root: Path) -> None:
+    manifest = sf.read_manifest(synthetic_shards)
+    assert manifest.complete and manifest.clips == 6 and not manifest.failures
+    assert manifest.classes == [line.split()[1] for line in
+                                (synthetic_root / "ucfTrainTestlist" / "classInd.txt").read_text().splitlines()]

@@ -1,0 +1,119 @@
+"""Which videos to shard: a UCF101 tree (with split lists) or any folder of videos; keys, labels, order, parts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.shard_format import MAX_KEY_LENGTH
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov")
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """One input video: where it is, its clip key, class and label (-1 when unlabelled)."""
+
+    path: Path
+    source: str              # path relative to SRC, as recorded in the manifest
+    key: str
+    class_name: str
+    label: int
+
+
+@dataclass(frozen=True)
+class InputSet:
+    videos: list[VideoInput]
+    classes: list[str]
+    missing: list[tuple[str, str]]     # (source, reason): listed in a split but absent
+
+
+def find_ucf_layout(src: Path) -> tuple[Path, Path | None] | None:
+    """(video root, split-list folder or None) if SRC is a UCF101 tree, else None."""
+    if (src / "UCF-101").is_dir():
+        lists = src / "ucfTrainTestlist"
+        return src / "UCF-101", lists if lists.is_dir() else None
+    if src.name == "UCF-101":
+        lists = src.parent / "ucfTrainTestlist"
+        return src, lists if lists.is_dir() else None
+    return None
+
+
+def sanitize_key(text: str) -> str:
+    """A clip key DALI and WebDataset accept: [A-Za-z0-9_-] only, at most MAX_KEY_LENGTH chars."""
+    key = re.sub(r"[^A-Za-z0-9_-]", "_", text).strip("_") or "clip"
+    if len(key) > MAX_KEY_LENGTH:
+        key = key[:MAX_KEY_LENGTH - 9] + "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return key
+
+
+def _unique_keys(sources: list[str], keys: list[str]) -> list[str]:
+    """Keys that collide after sanitising get a hash of their source appended (deterministically)."""
+    seen: dict[str, int] = {}
+    for k in keys:
+        seen[k] = seen.get(k, 0) + 1
+    return [k if seen[k] == 1 else sanitize_key(k[:MAX_KEY_LENGTH - 9]) + "_" +
+            hashlib.sha1(s.encode()).hexdigest()[:8] for s, k in zip(sources, keys)]
+
+
+def _list_videos(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+
+
+def _read_split(lists: Path, split: str) -> list[str]:
+    name = split if split.endswith(".txt") else split + ".txt"
+    path = lists / name
+    if not path.is_file():
+        available = ", ".join(sorted(p.stem for p in lists.glob("*list*.txt")))
+        raise FileNotFoundError(f"{path}: no such split list (available: {available})")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def collect_inputs(src: Path, split: str | None) -> InputSet:
+    """All input videos under SRC, sorted by path; `split` names a UCF101 list (e.g. trainlist01)."""
+    ucf = find_ucf_layout(src)
+    missing: list[tuple[str, str]] = []
+    if ucf is None:
+        if split:
+            raise FileNotFoundError(f"{src}: --split needs a UCF101 tree (UCF-101/ beside ucfTrainTestlist/)")
+        root, paths = src, _list_videos(src)
+        rel = [p.relative_to(root).as_posix() for p in paths]
+        classes = sorted({r.split("/")[0] for r in rel if "/" in r})
+        keys = [sanitize_key(r.rsplit(".", 1)[0].replace("/", "__")) for r in rel]
+        class_of = [r.split("/")[0] if "/" in r else "" for r in rel]
+    else:
+        root, lists = ucf
+        if split and lists is None:
+            raise FileNotFoundError(f"{src}: --split given but there is no ucfTrainTestlist/ folder")
+        paths = _list_videos(root)
+        if split:
+            wanted = _read_split(lists, split)
+            have = {p.relative_to(root).as_posix(): p for p in paths}
+            paths = [have[w] for w in wanted if w in have]
+            missing = [(w, f"listed in {split} but not found under {root}") for w in wanted if w not in have]
+            paths.sort()
+        rel = [p.relative_to(root).as_posix() for p in paths]
+        class_of = [r.split("/")[0] for r in rel]                 # the folder, not the file name
+        class_ind = lists / "classInd.txt" if lists else None
+        if class_ind and class_ind.is_file():
+            classes = [line.split()[1] for line in class_ind.read_text().splitlines() if line.strip()]
+        else:
+            classes = sorted({d.name for d in root.iterdir() if d.is_dir()})
+        keys = [sanitize_key(Path(r).stem) for r in rel]
+    keys = _unique_keys(rel, keys)
+    label = {c: i for i, c in enumerate(classes)}
+    videos = [VideoInput(p, r, k, c, label.get(c, -1)) for p, r, k, c in zip(paths, rel, keys, class_of)]
+    return InputSet(videos, classes, missing)
+
+
+def shuffled_part(videos: list[VideoInput], seed: int, part: int, parts: int) -> list[VideoInput]:
+    """Shuffle with `seed` (the same for every part), then take every `parts`-th video from `part` - 1.
+
+    Parts are disjoint, cover the input exactly, and their clip orders are already shuffled.
+    """
+    order = np.random.default_rng(seed).permutation(len(videos))
+    return [videos[i] for i in order[part - 1::parts]]

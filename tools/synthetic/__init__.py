@@ -1,0 +1,1 @@
+"""Pieces of tools/make_synthetic.py: the scene renderer and the per-dataset writers."""
