@@ -1,0 +1,95 @@
+"""The DALI graph that turns two JPEGs plus one crop window and flip into a normalised pair.
+
+The graph is the same on a CPU and a GPU: only the decoder's device ("cpu" or "mixed") changes.
+Its inputs come from an external source that yields, per pair, the two frames' JPEG bytes, the crop
+(anchor, shape) in pixels, x-y order, and the flip flag; the benchmark's ceiling feeds the very same
+graph from memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nvidia.dali import fn, pipeline_def, types
+
+from pipeline.config import DecoderConfig, PairSamplingConfig
+from siammae_common.constants import IMAGENET_MEAN, IMAGENET_STD
+
+# Source outputs, in order: f1 bytes, f2 bytes, anchor (x, y), shape (w, h), flip, debug (clip, i, j).
+SOURCE_OUTPUTS = 6
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """Everything the graph needs besides its input: where to decode and what to emit."""
+
+    sampling: PairSamplingConfig
+    decoder: DecoderConfig
+    gpu: bool = False
+    normalize: bool = True          # False: uint8 CHW out, normalised later on the device in torch
+    dtype: str = "float32"          # DALI output dtype when normalize: float32 or float16
+    decode_only: bool = False       # benchmark ceiling without augmentation (full-frame decode)
+    frame_hint: tuple[int, int] = (240, 320)  # (H, W) to preallocate the HW decoder's buffers
+
+
+def _decode(jpeg: Any, anchor: Any, shape: Any, spec: GraphSpec) -> Any:
+    dev = "mixed" if spec.gpu else "cpu"
+    gpu_args = {}
+    if spec.gpu:
+        gpu_args = {"hw_decoder_load": spec.decoder.hw_decoder_load,
+                        "preallocate_height_hint": spec.frame_hint[0],
+                        "preallocate_width_hint": spec.frame_hint[1]}
+    if spec.decode_only:
+        return fn.decoders.image(jpeg, device=dev, output_type=types.RGB, **gpu_args)
+    # ROI decode: only the crop window's MCU rows/columns are decoded.
+    return fn.decoders.image_slice(jpeg, anchor, shape, device=dev, output_type=types.RGB,
+                                   normalized_anchor=False, normalized_shape=False,
+                                   axis_names="WH", **gpu_args)
+
+
+def _augment(img: Any, flip: Any, spec: GraphSpec) -> Any:
+    size = spec.sampling.crop_size
+    img = fn.resize(img, resize_x=size, resize_y=size, interp_type=types.INTERP_LINEAR,
+                    antialias=spec.sampling.antialias)
+    if spec.normalize:
+        out_type = types.FLOAT16 if spec.dtype == "float16" else types.FLOAT
+        mean = [255.0 * m for m in IMAGENET_MEAN]
+        std = [255.0 * s for s in IMAGENET_STD]
+        return fn.crop_mirror_normalize(img, mirror=flip, mean=mean, std=std, dtype=out_type,
+                                        output_layout="CHW")
+    return fn.crop_mirror_normalize(img, mirror=flip, dtype=types.UINT8, output_layout="CHW")
+
+
+def pair_graph(source: Callable[..., Any], spec: GraphSpec, *, parallel: bool) -> tuple[Any, ...]:
+    """The graph body: (f1 [B,3,S,S], f2 [B,3,S,S], debug [B,3] int64) from a batch-mode source."""
+    extra: dict[str, Any] = {}
+    if parallel:
+        extra = {"prefetch_queue_depth": spec.decoder.prefetch_queue_depth,
+                     "bytes_per_sample_hint": 64 << 10}
+    f1, f2, anchor, shape, flip, debug = fn.external_source(
+        source, num_outputs=SOURCE_OUTPUTS, batch=True, batch_info=True, parallel=parallel, **extra)
+    d1 = _decode(f1, anchor, shape, spec)
+    d2 = _decode(f2, anchor, shape, spec)
+    if spec.decode_only:
+        return d1, d2, debug
+    return _augment(d1, flip, spec), _augment(d2, flip, spec), debug
+
+
+def build_pipeline(source: Callable[..., Any], spec: GraphSpec, batch_size: int, *, parallel: bool,
+                   seed: int, device_id: int | None, py_start_method: str = "fork") -> Any:
+    """A built DALI pipeline around `pair_graph`; device_id None keeps DALI off CUDA entirely."""
+
+    @pipeline_def(enable_conditionals=False)
+    def _pipe():
+        return pair_graph(source, spec, parallel=parallel)
+
+    kwargs: dict[str, Any] = {}
+    if parallel:
+        kwargs = {"py_num_workers": spec.decoder.py_num_workers, "py_start_method": py_start_method}
+    pipe = _pipe(batch_size=batch_size, num_threads=spec.decoder.num_threads, device_id=device_id,
+                 seed=seed, prefetch_queue_depth=spec.decoder.prefetch_queue_depth,
+                 exec_dynamic=True, **kwargs)
+    pipe.build()
+    return pipe

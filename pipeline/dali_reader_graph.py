@@ -1,0 +1,68 @@
+"""The in-graph variant: `fn.readers.webdataset` reads whole clips and the pair is chosen inside DALI.
+
+Kept for comparison (`LoaderConfig.source="reader"`, and the benchmark's `dali_cpu_reader` row): it
+needs no Python at all per batch, but the reader copies every clip's whole `.frames` blob to use two
+frames, so its bytes per pair are about n_frames / 2 times the pair's own JPEG bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nvidia.dali.math as dmath
+from nvidia.dali import fn, pipeline_def, types
+
+from pipeline.dali_graph import GraphSpec, _augment, _decode
+from pipeline.shard_format import FRAMES_EXT, OFFSETS_EXT
+
+READER_NAME = "Reader"
+
+
+def reader_pair_graph(tars: list[Path], indexes: list[Path], spec: GraphSpec, *, shard_id: int,
+                      num_shards: int, seed: int) -> tuple[Any, ...]:
+    """(f1, f2, debug [B, 3] = (sample, i, j)) with one pair per clip read, all inside the graph."""
+    s = spec.sampling
+    blob, offs = fn.readers.webdataset(
+        paths=[str(t) for t in tars], index_paths=[str(i) for i in indexes], ext=[FRAMES_EXT, OFFSETS_EXT],
+        missing_component_behavior="error", random_shuffle=True, initial_fill=256, seed=seed,
+        shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, stick_to_shard=False,
+        prefetch_queue_depth=spec.decoder.prefetch_queue_depth, name=READER_NAME)
+    offs = fn.cast(fn.reinterpret(offs, dtype=types.UINT32), dtype=types.INT64)   # n + 1 entries
+    n = fn.cast(offs.shape()[0], dtype=types.INT64) - 1
+    hi = dmath.min(n - 1, s.gap_max)
+    lo = dmath.min(hi, s.gap_min)
+    u = fn.random.uniform(range=[0.0, 1.0])
+    gap = lo + fn.cast(dmath.floor(u * fn.cast(hi - lo + 1, dtype=types.FLOAT)), dtype=types.INT64)
+    gap = dmath.min(gap, hi)
+    u2 = fn.random.uniform(range=[0.0, 1.0])
+    i = dmath.min(fn.cast(dmath.floor(u2 * fn.cast(n - gap, dtype=types.FLOAT)), dtype=types.INT64),
+                  n - gap - 1)
+    j = i + gap
+    f1 = blob[offs[i]:offs[i + 1]]
+    f2 = blob[offs[j]:offs[j + 1]]
+    anchor, shape = fn.random_crop_generator(fn.peek_image_shape(f1), random_area=list(s.crop_scale),
+                                             random_aspect_ratio=list(s.crop_ratio))
+    flip = fn.random.coin_flip(probability=s.flip_probability)
+    yx = {"axis_names": "HW"}                 # random_crop_generator gives (y, x) and (h, w)
+    dev = "mixed" if spec.gpu else "cpu"
+    d1 = fn.decoders.image_slice(f1, anchor, shape, device=dev, output_type=types.RGB,
+                                 normalized_anchor=False, normalized_shape=False, **yx)
+    d2 = fn.decoders.image_slice(f2, anchor, shape, device=dev, output_type=types.RGB,
+                                 normalized_anchor=False, normalized_shape=False, **yx)
+    debug = fn.stack(fn.cast(n, dtype=types.INT64), i, j)
+    if spec.decode_only:
+        return _decode(f1, None, None, spec), _decode(f2, None, None, spec), debug
+    return _augment(d1, flip, spec), _augment(d2, flip, spec), debug
+
+
+def build_reader_pipeline(tars: list[Path], indexes: list[Path], spec: GraphSpec, batch_size: int, *,
+                          shard_id: int, num_shards: int, seed: int, device_id: int | None) -> Any:
+    @pipeline_def(enable_conditionals=False)
+    def _pipe():
+        return reader_pair_graph(tars, indexes, spec, shard_id=shard_id, num_shards=num_shards, seed=seed)
+
+    pipe = _pipe(batch_size=batch_size, num_threads=spec.decoder.num_threads, device_id=device_id,
+                 seed=seed, prefetch_queue_depth=spec.decoder.prefetch_queue_depth, exec_dynamic=True)
+    pipe.build()
+    return pipe

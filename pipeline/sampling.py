@@ -1,0 +1,122 @@
+"""Pair-sampling math shared by every loader: which clips a rank reads in an epoch, which two frames
+of each clip form a pair, and the one crop window and flip both frames get.
+
+Everything is vectorised numpy over a whole epoch, keyed only by (seed, epoch, rank), so the DALI
+loader, the webdataset fallback and the benchmark's reference loaders draw exactly the same pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.config import PairSamplingConfig
+
+CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 windows before falling back to a centre crop
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """The pairs one rank produces in one epoch, in order. All arrays have length n_pairs."""
+
+    clip: np.ndarray   # [N] int64, index into the clip table
+    i: np.ndarray      # [N] int64, first frame
+    j: np.ndarray      # [N] int64, second frame, j = i + gap
+    crop: np.ndarray   # [N, 4] int64, (y, x, h, w) in pixels of the stored frame, shared by both frames
+    flip: np.ndarray   # [N] bool, horizontal flip, shared by both frames
+
+    def __len__(self) -> int:
+        return len(self.clip)
+
+    def take(self, sel: slice | np.ndarray) -> PairPlan:
+        return PairPlan(self.clip[sel], self.i[sel], self.j[sel], self.crop[sel], self.flip[sel])
+
+
+def epoch_rng(seed: int, epoch: int, rank: int, stream: int = 0) -> np.random.Generator:
+    """A generator determined by (seed, epoch, rank, stream) only."""
+    return np.random.default_rng([seed, epoch, rank, stream])
+
+
+def rank_clips(n_clips: int, seed: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
+    """Clip indices this rank reads in `epoch`: a shuffled, disjoint, contiguous share of the clip list.
+
+    The permutation is padded by wrapping around so that every rank gets ceil(n_clips / world_size)
+    clips (equal epoch lengths, as DDP needs); only the padding repeats clips of another rank.
+    """
+    if n_clips <= 0:
+        raise ValueError("no clips to sample from")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size}")
+    order = epoch_rng(seed, epoch, 0, stream=1).permutation(n_clips)      # same on every rank
+    per_rank = math.ceil(n_clips / world_size)
+    padded = np.resize(order, per_rank * world_size)                       # wraps around
+    return padded[rank * per_rank:(rank + 1) * per_rank].astype(np.int64)
+
+
+def sample_frame_pairs(n_frames: np.ndarray, gap_min: int, gap_max: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (i, j = i + gap) for clips with `n_frames` frames each ([N] -> [N], [N]).
+
+    The gap is uniform in [gap_min, gap_max] inclusive, with both bounds clamped to n - 1 for short
+    clips; i is then uniform over the starts that keep j inside the clip.
+    """
+    n = np.asarray(n_frames, dtype=np.int64)
+    if (n < 1).any():
+        raise ValueError("every clip needs at least one frame")
+    hi = np.minimum(gap_max, n - 1)
+    lo = np.minimum(gap_min, hi)
+    gap = rng.integers(lo, hi + 1)
+    i = rng.integers(0, n - gap)                                            # i + gap <= n - 1
+    return i, i + gap
+
+
+def sample_crops(heights: np.ndarray, widths: np.ndarray, scale: tuple[float, float],
+                 ratio: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """RandomResizedCrop windows, torchvision's algorithm vectorised: [N] sizes -> [N, 4] (y, x, h, w)."""
+    hgt = np.asarray(heights, dtype=np.int64)
+    wid = np.asarray(widths, dtype=np.int64)
+    n = len(hgt)
+    area = (hgt * wid)[:, None]
+    target = area * rng.uniform(scale[0], scale[1], size=(n, CROP_ATTEMPTS))
+    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=(n, CROP_ATTEMPTS)))
+    w = np.rint(np.sqrt(target * aspect)).astype(np.int64)
+    h = np.rint(np.sqrt(target / aspect)).astype(np.int64)
+    ok = (w > 0) & (h > 0) & (w <= wid[:, None]) & (h <= hgt[:, None])
+    first = ok.argmax(axis=1)
+    found = ok[np.arange(n), first]
+    w = w[np.arange(n), first]
+    h = h[np.arange(n), first]
+    # Fallback (no attempt fitted): the largest centre crop whose ratio is inside the range.
+    in_ratio = wid / hgt
+    fw = np.where(in_ratio < ratio[0], wid, np.where(in_ratio > ratio[1], np.rint(hgt * ratio[1]), wid))
+    fh = np.where(in_ratio < ratio[0], np.rint(wid / ratio[0]), hgt)
+    w = np.where(found, w, fw).astype(np.int64)
+    h = np.where(found, h, fh).astype(np.int64)
+    u = rng.random((n, 2))
+    y = np.where(found, np.floor(u[:, 0] * (hgt - h + 1)), (hgt - h) // 2).astype(np.int64)
+    x = np.where(found, np.floor(u[:, 1] * (wid - w + 1)), (wid - w) // 2).astype(np.int64)
+    return np.stack([y, x, h, w], axis=1)
+
+
+def plan_epoch(n_frames: np.ndarray, heights: np.ndarray, widths: np.ndarray, cfg: PairSamplingConfig,
+               seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> PairPlan:
+    """All pairs of one rank's epoch: its clips in shuffled order, each repeated K = pairs_per_clip
+    times in a row (repeated sampling: the K pairs of a clip are consecutive)."""
+    clips = np.repeat(rank_clips(len(n_frames), seed, epoch, rank, world_size), cfg.pairs_per_clip)
+    rng = epoch_rng(seed, epoch, rank, stream=2)
+    i, j = sample_frame_pairs(np.asarray(n_frames)[clips], cfg.gap_min, cfg.gap_max, rng)
+    crop = sample_crops(np.asarray(heights)[clips], np.asarray(widths)[clips], cfg.crop_scale,
+                        cfg.crop_ratio, rng)
+    flip = rng.random(len(clips)) < cfg.flip_probability
+    return PairPlan(clips, i, j, crop, flip)
+
+
+def batch_slice(n_pairs: int, batch_size: int, batch: int) -> np.ndarray:
+    """Plan positions of batch `batch`; the last batch is filled by wrapping to the epoch's start."""
+    return (np.arange(batch * batch_size, (batch + 1) * batch_size) % n_pairs).astype(np.int64)
+
+
+def batches_per_epoch(n_pairs: int, batch_size: int) -> int:
+    return math.ceil(n_pairs / batch_size)
