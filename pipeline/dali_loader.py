@@ -72,7 +72,9 @@ class DaliPairLoader:
             return
         self.close()
         cfg = self.cfg
-        device_id = cfg.rank % max(torch.cuda.device_count(), 1) if cfg.device == "cuda" else None
+        # The GPU this process trains on (torchrun's LOCAL_RANK, set by the trainer), not the global rank,
+        # which exceeds the device count on every node after the first.
+        device_id = torch.cuda.current_device() if cfg.device == "cuda" else None
         if cfg.source == "reader":
             shards = list_shards(cfg.shards)
             self._pipe = build_reader_pipeline([s.tar for s in shards], [s.index for s in shards], self.spec,
