@@ -1,0 +1,163 @@
+"""SiamMAE training-step benchmark: step time and pairs/s on tensors already on the device, then the
+same steps fed by the real loader; the difference is the loader's overhead. On CUDA also the model FLOP
+utilisation (FLOPs counted by torch.utils.flop_counter over one forward + backward).
+
+    python benchmarks/train_step_bench.py                                  # CPU: tiny model, random data
+    python benchmarks/train_step_bench.py --shards shards/ucf101 \
+        --json benchmarks/results/train-step-h100-<date>.json              # GPU: ViT-S/16, 224², bf16, 256
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from model.config import MODEL_NAMES, model_config
+from model.masking import random_masking
+from model.schedule import param_groups
+from model.siammae import SiamMAE
+
+# dense bf16 tensor-core peaks (TFLOP/s) for MFU; others: pass --peak-tflops
+PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+def device_peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def make_step(model: SiamMAE, device: torch.device, amp: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95))
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda"
+                else contextlib.nullcontext())
+    n = model.cfg.num_patches
+
+    def step(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        masking = random_masking(f1.shape[0], n, model.cfg.mask_ratio, device)
+        with autocast:
+            loss = model(f1, f2, masking=masking).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], steps: int, warmup: int,
+               device: torch.device) -> float:
+    """Mean seconds per step over `steps` steps after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step(*next(batches))
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step(*next(batches))
+    loss.item()                                    # waits for the last step
+    return (time.perf_counter() - start) / steps
+
+
+def count_flops(model: SiamMAE, f1: torch.Tensor, f2: torch.Tensor, amp: bool) -> int:
+    """FLOPs of one forward + backward (the optimizer's are negligible)."""
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and f1.is_cuda else contextlib.nullcontext())
+    counter = FlopCounterMode(display=False)
+    with counter, autocast:
+        model(f1, f2).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def loader_batches(shards: Path, kind: str, batch: int, size: int, device: torch.device,
+                   threads: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
+    from pipeline.loader import build_pair_loader
+
+    cfg = LoaderConfig(shards=shards, batch_size=batch, sampling=PairSamplingConfig(crop_size=size),
+                       decoder=DecoderConfig(num_threads=threads), kind=kind,  # type: ignore[arg-type]
+                       device="cuda" if device.type == "cuda" else "cpu")
+    loader = build_pair_loader(cfg)
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        for b in loader:
+            yield b.f1, b.f2
+        epoch += 1
+
+
+@click.command()
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), default=None,
+              help="[default: vit_small_patch16 on CUDA, vit_micro_patch16 on CPU]")
+@click.option("--input-size", type=int, default=None, help="[default: 224 on CUDA, 64 on CPU]")
+@click.option("--batch-size", type=int, default=None, help="[default: 256 on CUDA, 16 on CPU]")
+@click.option("--steps", type=int, default=None, help="Timed steps [default: 50 on CUDA, 10 on CPU].")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed steps first.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast (CUDA only).")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True)
+@click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Also time steps fed by the real loader from these shards.")
+@click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", show_default=True)
+@click.option("--threads", type=int, default=4, show_default=True, help="Loader threads / workers.")
+@click.option("--peak-tflops", type=float, default=None, help="Device peak for MFU [default: known GPUs].")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result here.")
+def main(device: str, model_name: str | None, input_size: int | None, batch_size: int | None, steps: int | None,
+         warmup: int, amp: bool, compile_: bool, shards: Path | None, loader: str, threads: int,
+         peak_tflops: float | None, json_path: Path | None) -> None:
+    """Time SiamMAE training steps on random tensors and with the real loader."""
+    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    gpu = dev.type == "cuda"
+    cfg = model_config(model_name or ("vit_small_patch16" if gpu else "vit_micro_patch16"),
+                       input_size=input_size or (224 if gpu else 64))
+    batch = batch_size or (256 if gpu else 16)
+    steps = steps or (50 if gpu else 10)
+    torch.manual_seed(0)
+    model = SiamMAE(cfg).to(dev).train()
+    s = cfg.input_size
+    f1, f2 = torch.randn(batch, 3, s, s, device=dev), torch.randn(batch, 3, s, s, device=dev)
+    flops = count_flops(model, f1, f2, amp)
+    net = torch.compile(model) if compile_ else model
+    step = make_step(net, dev, amp)  # type: ignore[arg-type]
+
+    def fixed() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield f1, f2
+
+    result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "device": torch.cuda.get_device_name(dev) if gpu else platform.processor() or "cpu",
+                    "torch": torch.__version__, "model": cfg.to_dict(), "batch_size": batch, "amp_bf16": amp and gpu,
+                    "compile": compile_, "steps": steps, "flops_per_step": flops}
+    t = time_steps(step, fixed(), steps, warmup, dev)
+    result["tensors_on_device"] = {"step_s": t, "pairs_per_s": batch / t}
+    peak = peak_tflops or device_peak_tflops(dev)
+    if peak:
+        result["mfu"] = flops / t / (peak * 1e12)
+        result["peak_tflops"] = peak
+    if shards is not None:
+        tl = time_steps(step, loader_batches(shards, loader, batch, s, dev, threads), steps, warmup, dev)
+        result["with_loader"] = {"loader": loader, "threads": threads, "step_s": tl, "pairs_per_s": batch / tl,
+                                 "overhead": tl / t - 1}
+    text = json.dumps(result, indent=1)
+    click.echo(text)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

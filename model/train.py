@@ -1,0 +1,287 @@
+"""SiamMAE pretraining: a plain loop, readable top to bottom (one process, or one per GPU under torchrun).
+
+A step is one optimizer step over `batch_size` pairs (all ranks, all accumulation micro-batches).
+Epoch e covers steps [e * steps_per_epoch, (e + 1) * steps_per_epoch); the loader's order is fixed by
+(seed, epoch, rank), and the masks come from a generator saved in the checkpoint, so a run resumed from
+any checkpoint replays exactly the batches and masks the uninterrupted run would have seen. To reach a
+mid-epoch position the loader re-reads that epoch's first batches and drops them: exact, at the cost of
+loading up to one epoch once (checkpoints/latest.pt is written every --latest-every steps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from model import distributed as dist
+from model.checkpoint import capture_rng, load_checkpoint, model_state_dict, restore_rng, save_checkpoint
+from model.config import ModelConfig
+from model.masking import random_masking
+from model.recon_images import reconstruction_grid
+from model.schedule import LRSchedule, param_groups, scaled_lr, set_lr
+from model.siammae import SiamMAE, SiamMAEOutput
+from model.train_config import TrainConfig, check_options
+from model.train_log import RunLog
+from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
+from siammae_common.console import UserError, info, warn
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+@dataclass
+class TrainState:
+    step: int = 0              # optimizer steps done
+    # index of the first step whose loss was not finite, -1 if none; kept on the device (no host sync)
+    first_bad_step: torch.Tensor | None = None
+
+
+def build_loader(cfg: TrainConfig, crop_size: int, info_: dist.DistInfo, device: torch.device) -> Any:
+    """This rank's PairLoader: micro-batches of (f1, f2) [b, 3, S, S], order fixed by (seed, epoch, rank)."""
+    from pipeline.frame_index import ShardError
+    from pipeline.loader import build_pair_loader
+
+    sampling = PairSamplingConfig(gap_min=cfg.gap_min, gap_max=cfg.gap_max, pairs_per_clip=cfg.pairs_per_clip,
+                                  crop_size=crop_size)
+    loader_cfg = LoaderConfig(shards=cfg.shards, batch_size=cfg.micro_batch(info_.world_size), sampling=sampling,
+                              decoder=DecoderConfig(num_threads=cfg.threads), kind=cfg.loader,
+                              device="cuda" if device.type == "cuda" else "cpu", dtype="float32",
+                              seed=cfg.seed, rank=info_.rank, world_size=info_.world_size,
+                              num_workers=cfg.num_workers)
+    try:
+        return build_pair_loader(loader_cfg)
+    except ShardError as e:
+        raise UserError(f"--shards {cfg.shards}: {e}") from None
+
+
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> LRSchedule:
+    total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * steps_per_epoch)
+    peak = cfg.lr if cfg.lr is not None else scaled_lr(cfg.blr, cfg.batch_size)
+    return LRSchedule(peak_lr=peak, total_steps=total, warmup_steps=min(warmup, total), min_lr=cfg.min_lr)
+
+
+def set_torch_threads(cfg: TrainConfig, device: torch.device) -> None:
+    """On a CPU, intra-op threads that outnumber the free cores spin against the loader's threads
+    (measured: 4-5x slower steps on 2 cores), so by default torch gets only the cores the loader leaves."""
+    n = cfg.torch_threads
+    if n == 0 and device.type == "cpu":
+        per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        n = max(1, per_process - cfg.threads)
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig) -> int:
+    """Run (or continue) training; returns the number of optimizer steps done."""
+    where = dist.dist_info_from_env()
+    model_cfg = check_options(cfg, where.world_size)
+    try:
+        device = dist.resolve_device(cfg.device, where)
+    except RuntimeError as e:
+        raise UserError(str(e)) from None
+    dist.init_process_group(where, device)
+    try:
+        return _train(cfg, model_cfg, where, device)
+    finally:
+        dist.shutdown()
+
+
+def _train(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, device: torch.device) -> int:
+    seed_everything(cfg.seed + where.rank)
+    set_torch_threads(cfg, device)
+    if device.type == "cuda":                      # TF32 for whatever runs outside bf16 autocast
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    mask_rng = torch.Generator(device=device)
+    mask_rng.manual_seed(cfg.seed * 1000 + where.rank)
+
+    model = SiamMAE(model_cfg).to(device).train()
+    loader = build_loader(cfg, model_cfg.input_size, where, device)
+    steps_per_epoch = len(loader) // cfg.accum_steps
+    if steps_per_epoch < 1:
+        raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs "
+                        f"({len(loader)} batches of {cfg.micro_batch(where.world_size)} per rank)")
+    schedule = make_schedule(cfg, steps_per_epoch)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=schedule(0), betas=(0.9, 0.95))
+    state = TrainState(first_bad_step=torch.full((), -1, dtype=torch.long, device=device))
+
+    if cfg.resume and cfg.latest_checkpoint.exists():
+        _resume(cfg, model_cfg, where, device, model, optimizer, schedule, mask_rng, state)
+    elif cfg.resume and where.is_main:
+        info(f"--resume: no checkpoint in {cfg.out / 'checkpoints'}, starting a new run")
+
+    net: torch.nn.Module = model
+    if where.enabled:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
+           else contextlib.nullcontext())
+
+    stop = schedule.total_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, schedule.total_steps)
+    log = RunLog(cfg, model_cfg, schedule, steps_per_epoch, where, start_step=state.step) if where.is_main else None
+    window = LossWindow(device)
+    try:
+        while state.step < stop:
+            epoch, done_in_epoch = divmod(state.step, steps_per_epoch)
+            loader.set_epoch(epoch)
+            batches = iter(loader)
+            # a resumed run re-reads (and drops) the micro-batches this epoch already trained on;
+            # the len(loader) % accum_steps micro-batches left at an epoch's end are not used
+            for _ in islice(batches, done_in_epoch * cfg.accum_steps):
+                pass
+            for _ in range(done_in_epoch, steps_per_epoch):
+                set_lr(optimizer, schedule(state.step))
+                f1, f2, out = _accumulate_gradients(cfg, model_cfg, net, batches, amp, mask_rng, state, window, where)
+                if cfg.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+
+                last = state.step >= stop
+                if state.step % cfg.log_every == 0 or last:
+                    _check_finite(state)
+                    loss, pairs_per_s, step_s = window.flush(cfg.batch_size)
+                    if log is not None:
+                        log.scalars(state.step, state.step / steps_per_epoch, loss, optimizer.param_groups[0]["lr"],
+                                    pairs_per_s, step_s)
+                if log is not None and (state.step % cfg.recon_every == 0 or last):
+                    model.eval()
+                    log.image(state.step, reconstruction_grid(model, f1, f2, out))
+                    model.train()
+                epochs_done, in_epoch = divmod(state.step, steps_per_epoch)
+                keep = in_epoch == 0 and epochs_done % cfg.save_every == 0
+                if last or keep or state.step % cfg.latest_every == 0:
+                    _check_finite(state)
+                    _save(cfg, model_cfg, where, model, optimizer, schedule, mask_rng, state,
+                          keep_as=f"epoch_{epochs_done:04d}.pt" if keep else None)
+                if last:
+                    break
+    finally:
+        if log is not None:
+            log.close()
+        if hasattr(loader, "close"):
+            loader.close()
+    if where.is_main:
+        info(f"trained to step {state.step} of {schedule.total_steps}; run folder {cfg.out}")
+    return state.step
+
+
+class LossWindow:
+    """The mean loss and throughput since the last logged step (the sum stays on the device)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device)
+        self.steps, self.start = 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss
+
+    def flush(self, pairs_per_step: int) -> tuple[float, float, float]:
+        """-> (mean loss over all ranks, pairs/s over all ranks, seconds per step); starts a new window."""
+        self.steps = max(self.steps, 1)
+        elapsed = time.perf_counter() - self.start
+        loss = dist.all_reduce_mean(self.loss_sum / self.steps).item()
+        result = loss, self.steps * pairs_per_step / elapsed, elapsed / self.steps
+        self.loss_sum.zero_()
+        self.steps, self.start = 0, time.perf_counter()
+        return result
+
+
+def _accumulate_gradients(cfg: TrainConfig, model_cfg: ModelConfig, net: torch.nn.Module,
+                          batches: Iterator[Any], amp: Any, mask_rng: torch.Generator, state: TrainState,
+                          window: LossWindow, where: dist.DistInfo) -> tuple[torch.Tensor, torch.Tensor, SiamMAEOutput]:
+    """Forward and backward over accum_steps micro-batches; gradients are all-reduced on the last one.
+
+    Returns the last micro-batch's frames [b, 3, S, S] and output (for reconstruction images).
+    """
+    for k in range(cfg.accum_steps):
+        batch = next(batches)
+        f1, f2 = batch.f1, batch.f2                                     # [b, 3, S, S] on the device
+        p = model_cfg.patch_size
+        n = (f2.shape[-2] // p) * (f2.shape[-1] // p)
+        masking = random_masking(f2.shape[0], n, model_cfg.mask_ratio, f2.device, generator=mask_rng)
+        sync = k == cfg.accum_steps - 1 or not where.enabled
+        with (contextlib.nullcontext() if sync else net.no_sync()), amp:
+            out = net(f1, f2, masking=masking)
+        (out.loss / cfg.accum_steps).backward()
+        loss = out.loss.detach()
+        bad = ~torch.isfinite(loss) & (state.first_bad_step < 0)       # no host sync here
+        state.first_bad_step = torch.where(bad, state.step, state.first_bad_step)
+        window.add(loss / cfg.accum_steps)
+    window.steps += 1
+    return f1, f2, out
+
+
+def _check_finite(state: TrainState) -> None:
+    bad = int(dist.all_reduce_max(state.first_bad_step).item())
+    if bad >= 0:
+        raise NonFiniteLossError(f"the loss became non-finite at step {bad + 1}; stopping "
+                                 "(try a lower --lr/--blr, --clip-grad, or a different --seed)")
+
+
+def _checkpoint_state(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, model: SiamMAE,
+                      optimizer: torch.optim.Optimizer, schedule: LRSchedule, mask_rng: torch.Generator,
+                      state: TrainState) -> dict[str, Any] | None:
+    rng = dist.all_gather_objects({**capture_rng(), "mask": mask_rng.get_state().cpu()})   # collective
+    if not where.is_main:
+        return None
+    return {"model": model_state_dict(model), "model_config": model_cfg.to_dict(),
+            "optimizer": optimizer.state_dict(), "step": state.step, "schedule": vars(schedule).copy(),
+            "train_config": cfg.to_dict(), "world_size": where.world_size, "rng": rng}
+
+
+def _save(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, model: SiamMAE,
+          optimizer: torch.optim.Optimizer, schedule: LRSchedule, mask_rng: torch.Generator,
+          state: TrainState, keep_as: str | None) -> None:
+    """Update checkpoints/latest.pt (and keep the weights as `keep_as`); every rank must call this."""
+    ckpt = _checkpoint_state(cfg, model_cfg, where, model, optimizer, schedule, mask_rng, state)
+    if ckpt is not None:
+        save_checkpoint(cfg.latest_checkpoint, ckpt)
+        if keep_as is not None:         # kept copies are for evaluation: weights and configs only
+            kept = {k: ckpt[k] for k in ("model", "model_config", "step", "train_config")}
+            save_checkpoint(cfg.latest_checkpoint.with_name(keep_as), kept)
+    dist.barrier()
+
+
+def _resume(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, device: torch.device,
+            model: SiamMAE, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+            mask_rng: torch.Generator, state: TrainState) -> None:
+    ckpt = load_checkpoint(cfg.latest_checkpoint, map_location=device)
+    saved_cfg = ModelConfig.from_dict(ckpt["model_config"])
+    if saved_cfg != model_cfg:
+        raise UserError(f"--resume: {cfg.latest_checkpoint} holds a different model ({saved_cfg}); "
+                        "use the same model options or another --out")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    state.step = int(ckpt["step"])
+    if ckpt.get("schedule") != vars(schedule) and where.is_main:
+        warn(f"--resume: the lr schedule changed from {ckpt.get('schedule')} to {vars(schedule)}")
+    rng = ckpt.get("rng") or []
+    if len(rng) == where.world_size:
+        restore_rng(rng[where.rank])
+        mask_rng.set_state(rng[where.rank]["mask"].cpu())
+    elif where.is_main:
+        warn(f"--resume: checkpoint written by {len(rng)} processes, now {where.world_size}; "
+             "random streams restart from the seed")
+    if where.is_main:
+        info(f"resumed from {cfg.latest_checkpoint} at step {state.step}")

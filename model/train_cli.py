@@ -1,0 +1,100 @@
+"""`siammae-train`: SiamMAE pretraining on clip shards. The same command runs on one GPU, on the CPU,
+and on many GPUs under `torchrun --nproc_per_node=N $(which siammae-train) ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES
+from model.train_config import TrainConfig
+from siammae_common.console import UserError
+
+D = TrainConfig.__dataclass_fields__          # the defaults live in one place: TrainConfig
+
+
+def default(name: str) -> object:
+    return D[name].default
+
+
+def opt(*decls: str, name: str, help: str, **kw: object):
+    """A click option whose default is TrainConfig's and is shown in --help."""
+    return click.option(*decls, name, default=default(name), show_default=True, help=help, **kw)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--shards", type=click.Path(path_type=Path), required=True,
+              help="Shard folder made by tools/make_shards.py (holds manifest.json).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/siammae"), show_default=True,
+              help="Run folder: config.json, checkpoints/, tb/, metrics.jsonl, recon/.")
+@opt("--model", name="model", type=click.Choice(MODEL_NAMES), help="Encoder size and patch.")
+@opt("--encoder", name="encoder", type=click.Choice(ENCODER_KINDS), help="siamese: frames encoded apart; "
+     "joint: visible tokens of both frames together.")
+@opt("--decoder", name="decoder", type=click.Choice(DECODER_KINDS), help="Decoder block kind.")
+@opt("--mask-ratio", name="mask_ratio", type=float, help="Fraction of f2's patches masked (0 < r < 1).")
+@opt("--norm-pix/--no-norm-pix", name="norm_pix", help="Targets are per-patch normalised pixels.")
+@opt("--decoder-dim", name="decoder_dim", type=int, help="Decoder width [default: the model's; 512 for ViTs].")
+@opt("--decoder-depth", name="decoder_depth", type=int, help="Decoder blocks [default: the model's; 8].")
+@opt("--decoder-heads", name="decoder_heads", type=int, help="Decoder heads [default: the model's; 16].")
+@opt("--input-size", name="input_size", type=int,
+     help="Crop size S, pairs are S x S [default: the model's; 224, 64 for vit_micro_*].")
+@opt("--batch-size", name="batch_size", type=int,
+     help="Pairs per optimizer step, summed over GPUs and accumulation steps.")
+@opt("--accum-steps", name="accum_steps", type=int, help="Gradient accumulation micro-batches per step.")
+@opt("--epochs", name="epochs", type=int, help="Epochs (one pass over every clip x pairs-per-clip).")
+@opt("--max-steps", name="max_steps", type=int, help="Optimizer steps; overrides --epochs for the schedule.")
+@opt("--stop-at-step", name="stop_at_step", type=int,
+     help="Stop after this step, keeping the schedule (for time-limited jobs; continue with --resume).")
+@opt("--blr", name="blr", type=float, help="Base learning rate; lr = blr x batch-size / 256.")
+@opt("--lr", name="lr", type=float, help="Absolute peak learning rate (overrides --blr).")
+@opt("--min-lr", name="min_lr", type=float, help="Learning rate at the end of the cosine.")
+@opt("--warmup-epochs", name="warmup_epochs", type=float, help="Linear warmup length in epochs.")
+@opt("--warmup-steps", name="warmup_steps", type=int, help="Warmup length in steps (overrides --warmup-epochs).")
+@opt("--weight-decay", name="weight_decay", type=float, help="AdamW weight decay (betas 0.9, 0.95).")
+@opt("--clip-grad", name="clip_grad", type=float, help="Clip the gradient norm to this value.")
+@opt("--loader", name="loader", type=click.Choice(["dali", "wds"]),
+     help="dali: DALI pipeline; wds: webdataset + PyTorch DataLoader fallback.")
+@opt("--pairs-per-clip", name="pairs_per_clip", type=int, help="Pairs drawn per clip read (repeated sampling).")
+@opt("--gap-min", name="gap_min", type=int, help="Smallest frame gap between f1 and f2.")
+@opt("--gap-max", name="gap_max", type=int, help="Largest frame gap (clamped to the clip's length).")
+@opt("--num-workers", name="num_workers", type=int, help="DataLoader workers (--loader wds).")
+@opt("--threads", name="threads", type=int, help="DALI decoder threads (--loader dali).")
+@opt("--torch-threads", name="torch_threads", type=int,
+     help="PyTorch CPU threads per process; 0: the cores per process minus --threads, at least 1.")
+@opt("--device", name="device", type=click.Choice(["auto", "cuda", "cpu"]),
+     help="auto: cuda:LOCAL_RANK when a GPU is present, else cpu.")
+@opt("--seed", name="seed", type=int, help="Seed of data order, augmentation, masks and initialisation.")
+@opt("--compile/--no-compile", name="compile", help="torch.compile the model.")
+@opt("--amp/--no-amp", name="amp", help="bf16 autocast on CUDA (ignored on CPU).")
+@opt("--resume/--no-resume", name="resume", help="Continue from OUT/checkpoints/latest.pt if it exists.")
+@opt("--log-every", name="log_every", type=int, help="Steps between metrics.jsonl / TensorBoard rows.")
+@opt("--save-every", name="save_every", type=int,
+     help="Epochs between kept checkpoints (checkpoints/epoch_NNNN.pt).")
+@opt("--latest-every", name="latest_every", type=int,
+     help="Steps between updates of checkpoints/latest.pt (also at every epoch end).")
+@opt("--recon-every", name="recon_every", type=int, help="Steps between reconstruction images (recon/).")
+def main(**options: object) -> None:
+    """Pretrain SiamMAE on frame pairs from clip shards.
+
+    \b
+    one GPU or CPU:  siammae-train --shards shards/ucf101 --out runs/s16
+    8 GPUs:          torchrun --nproc_per_node=8 $(which siammae-train) --shards shards/ucf101 --out runs/s16
+    """
+    from model.train import NonFiniteLossError, train  # imported late: --help stays fast
+
+    cfg = TrainConfig(**options)  # type: ignore[arg-type]
+    try:
+        train(cfg)
+    except NonFiniteLossError as e:
+        raise click.ClickException(str(e)) from None
+    except UserError:
+        raise
+    except (FileNotFoundError, ValueError) as e:
+        if type(e).__name__ == "ShardError" or isinstance(e, FileNotFoundError):
+            raise UserError(str(e)) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""What a training run is: one frozen dataclass built from the command line, checked before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES, ModelConfig, model_config
+from pipeline.shard_format import MANIFEST_NAME
+from siammae_common.console import UserError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of siammae-train (the CLI's defaults are these)."""
+
+    shards: Path
+    out: Path
+    # model
+    model: str = "vit_small_patch16"
+    encoder: str = "siamese"
+    decoder: str = "cross-self"
+    mask_ratio: float = 0.95
+    norm_pix: bool = True
+    decoder_dim: int | None = None            # None: the named model's (512 for the ViT sizes)
+    decoder_depth: int | None = None
+    decoder_heads: int | None = None
+    input_size: int | None = None            # None: the named model's (224; 64 for vit_micro_*)
+    # optimisation
+    batch_size: int = 256                     # pairs per optimizer step, all ranks and accumulation
+    accum_steps: int = 1
+    epochs: int = 400
+    max_steps: int | None = None              # overrides epochs for the schedule's length
+    stop_at_step: int | None = None           # leave early (as if killed); the schedule is unchanged
+    blr: float = 1.5e-4                       # base lr for a batch of 256
+    lr: float | None = None                   # absolute lr; overrides blr
+    min_lr: float = 0.0
+    warmup_epochs: float = 40.0
+    warmup_steps: int | None = None           # overrides warmup_epochs
+    weight_decay: float = 0.05
+    clip_grad: float | None = None
+    # data
+    loader: str = "dali"
+    pairs_per_clip: int = 2
+    gap_min: int = 4
+    gap_max: int = 48
+    num_workers: int = 2
+    threads: int = 2
+    torch_threads: int = 0                    # CPU training: 0 = the cores left beside the loader's threads
+    # machinery
+    device: str = "auto"
+    seed: int = 0
+    compile: bool = False
+    amp: bool = True                          # bf16 autocast (CUDA only)
+    resume: bool = False
+    log_every: int = 20
+    save_every: int = 20                      # epochs between kept checkpoints
+    latest_every: int = 500                   # steps between updates of checkpoints/latest.pt
+    recon_every: int = 500                    # steps between reconstruction images
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+    def model_config(self) -> ModelConfig:
+        return model_config(self.model, encoder=self.encoder, decoder=self.decoder, mask_ratio=self.mask_ratio,
+                            norm_pix_loss=self.norm_pix, input_size=self.input_size,
+                            decoder_embed_dim=self.decoder_dim, decoder_depth=self.decoder_depth,
+                            decoder_num_heads=self.decoder_heads)
+
+    def micro_batch(self, world_size: int) -> int:
+        """Pairs per forward pass on one rank."""
+        return self.batch_size // (world_size * self.accum_steps)
+
+    @property
+    def latest_checkpoint(self) -> Path:
+        return self.out / "checkpoints" / "latest.pt"
+
+
+def check_options(cfg: TrainConfig, world_size: int) -> ModelConfig:
+    """Reject bad options with a one-line UserError before anything is loaded; returns the model config."""
+    if not cfg.shards.is_dir():
+        raise UserError(f"--shards {cfg.shards}: no such directory")
+    if not (cfg.shards / MANIFEST_NAME).is_file():
+        raise UserError(f"--shards {cfg.shards}: no {MANIFEST_NAME} (make the shards with tools/make_shards.py)")
+    if cfg.model not in MODEL_NAMES:
+        raise UserError(f"--model {cfg.model}: unknown model; choose one of {', '.join(MODEL_NAMES)}")
+    if cfg.encoder not in ENCODER_KINDS or cfg.decoder not in DECODER_KINDS:
+        raise UserError(f"--encoder {cfg.encoder} / --decoder {cfg.decoder}: expected one of "
+                        f"{'|'.join(ENCODER_KINDS)} / {'|'.join(DECODER_KINDS)}")
+    for name, value in (("--batch-size", cfg.batch_size), ("--accum-steps", cfg.accum_steps),
+                        ("--log-every", cfg.log_every), ("--save-every", cfg.save_every),
+                        ("--latest-every", cfg.latest_every), ("--recon-every", cfg.recon_every),
+                        ("--epochs", cfg.epochs)):
+        if value < 1:
+            raise UserError(f"{name} {value}: must be at least 1")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise UserError(f"--max-steps {cfg.max_steps}: must be at least 1")
+    per_step = world_size * cfg.accum_steps
+    if cfg.batch_size % per_step:
+        raise UserError(f"--batch-size {cfg.batch_size} is not divisible by world size {world_size} x "
+                        f"--accum-steps {cfg.accum_steps} = {per_step}")
+    if not 1 <= cfg.gap_min <= cfg.gap_max:
+        raise UserError(f"--gap-min {cfg.gap_min} / --gap-max {cfg.gap_max}: need 1 <= gap-min <= gap-max")
+    if cfg.pairs_per_clip < 1:
+        raise UserError(f"--pairs-per-clip {cfg.pairs_per_clip}: must be at least 1")
+    try:
+        model_cfg = cfg.model_config()
+    except ValueError as e:          # input size vs patch, heads vs width, mask ratio range
+        raise UserError(f"--model {cfg.model}: {e}") from None
+    if cfg.latest_checkpoint.exists() and not cfg.resume:
+        raise UserError(f"--out {cfg.out} already holds a run ({cfg.latest_checkpoint}); "
+                        "pass --resume to continue it or choose another --out")
+    return model_cfg
