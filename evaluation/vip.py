@@ -1,0 +1,110 @@
+"""VIP human-part propagation: the first frame's 20 part classes propagated; mIoU from one confusion matrix.
+
+Layout: `VIP/Images/<video>/<frame>.jpg`, `VIP/Annotations/Category_ids/<video>/<frame>.png` (class ids,
+single channel), optional `VIP/lists/val_videos.txt`. Frames without an annotation are propagated through
+but not scored; the first frame must be annotated. mIoU as CRW's `eval_vip.py` (research/evaluation.md §4.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation.davis import read_frame, read_id_png, write_id_png
+from evaluation.features import FeatureExtractor
+from evaluation.propagation import (
+    PropagationSettings,
+    downsample_labels,
+    extract_features,
+    propagate,
+    upsample_argmax,
+)
+from siammae_common.console import UserError, progress, warn
+
+N_CLASSES = 20
+CLASSES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
+           "gloves", "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg", "left-leg",
+           "right-shoe", "left-shoe")
+DEFAULT_SETTINGS = PropagationSettings(topk=10, short_side=None, long_side=880)
+
+
+@dataclass(frozen=True)
+class VipVideo:
+    """One video: every frame in order, and the annotation PNG of each frame that has one (else None)."""
+
+    name: str
+    frames: tuple[Path, ...]
+    labels: tuple[Path | None, ...]
+
+
+def open_vip(root: Path, videos: Sequence[str] | None = None) -> list[VipVideo]:
+    """The videos named, else those of `lists/val_videos.txt`, else every folder under `Images/`."""
+    root = Path(root)
+    images, labels = root / "Images", root / "Annotations" / "Category_ids"
+    for folder in (images, labels):
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such folder (expected the VIP layout)")
+    if videos:
+        names = list(videos)
+    elif (root / "lists" / "val_videos.txt").is_file():
+        names = [n.strip() for n in (root / "lists" / "val_videos.txt").read_text().splitlines() if n.strip()]
+    else:
+        names = sorted(p.name for p in images.iterdir() if p.is_dir())
+        warn(f"{root / 'lists' / 'val_videos.txt'} not found; using all {len(names)} videos under {images}")
+    out = []
+    for name in names:
+        frames = tuple(sorted((images / name).glob("*.jpg")))
+        if not frames:
+            raise UserError(f"{images / name}: no JPEG frames")
+        annotated = tuple(p if p.is_file() else None for p in (labels / name / f"{f.stem}.png" for f in frames))
+        if annotated[0] is None:
+            raise UserError(f"{labels / name / (frames[0].stem + '.png')}: the first frame must be annotated")
+        out.append(VipVideo(name, frames, annotated))
+    if not out:
+        raise UserError(f"{root}: no videos to evaluate")
+    return out
+
+
+def confusion(gt: np.ndarray, pred: np.ndarray, n: int = N_CLASSES) -> np.ndarray:
+    """n × n counts (rows GT, columns prediction); GT values outside [0, n) are ignored."""
+    keep = (gt >= 0) & (gt < n)
+    return np.bincount(n * gt[keep].astype(np.int64) + pred[keep], minlength=n * n).reshape(n, n)
+
+
+def miou(hist: np.ndarray) -> tuple[float, np.ndarray]:
+    """(nanmean over classes, per-class IoU = TP / (GT + Pred − TP)); classes never seen give nan."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))
+    return float(np.nanmean(iou)), iou
+
+
+def run_vip(extractor: FeatureExtractor, root: Path, out_dir: Path | None, settings: PropagationSettings,
+            videos: Sequence[str] | None = None) -> dict:
+    """Propagate every video; one confusion matrix over all annotated frames (the first included)."""
+    hist = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+    chosen = open_vip(root, videos)
+    for video in progress(chosen, desc=f"vip {extractor.name}", unit="video"):
+        first = read_id_png(video.labels[0]).astype(np.int64)
+        frames = np.stack([read_frame(p) for p in video.frames])
+        if frames.shape[1:3] != first.shape:
+            raise UserError(f"{video.labels[0]}: size differs from its frame {video.frames[0]}")
+        onehot = torch.zeros(N_CLASSES, *first.shape)
+        valid = first < N_CLASSES
+        ys, xs = np.nonzero(valid)
+        onehot[first[valid], ys, xs] = 1.0                                               # [C, H, W]
+        features = extract_features(extractor, frames, settings, desc=video.name)
+        soft = downsample_labels(onehot, tuple(features.shape[1:3]), settings.label_downsample)
+        predictions = [np.where(valid, first, 0).astype(np.uint8)]
+        predictions += [upsample_argmax(s, first.shape) for s in propagate(features, soft, settings)]
+        for frame, label_path, pred in zip(video.frames, video.labels, predictions):
+            if out_dir is not None:
+                write_id_png(Path(out_dir) / video.name / f"{frame.stem}.png", pred)
+            if label_path is not None:
+                hist += confusion(read_id_png(label_path, first.shape), pred)
+    mean, per_class = miou(hist)
+    return {"features": extractor.name, "settings": settings.to_dict(), "videos": len(chosen), "mIoU": mean,
+            "per_class": {name: float(v) for name, v in zip(CLASSES, per_class)}}
