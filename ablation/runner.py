@@ -1,0 +1,142 @@
+"""Train and evaluate each ablation run, resumably: results.json is rewritten after every step."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablation.figures import latest_reconstruction, loss_curve
+from ablation.grid import AblationRun, Schedule
+from evaluation.compare import write_overlay
+from evaluation.davis import open_davis, run_davis
+from evaluation.features import PixelFeatures, checkpoint_features, random_init_features
+from evaluation.propagation import PropagationSettings
+from evaluation.report import write_json_atomic
+from model.config import model_config
+from model.train import train
+from model.train_config import TrainConfig
+from siammae_common.console import info
+
+SCORE_KEYS = ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "F-Recall", "J-Decay", "F-Decay")
+
+
+@dataclass(frozen=True)
+class AblationSetup:
+    """Where the data is and how every run is trained and evaluated."""
+
+    shards: Path
+    davis_root: Path
+    out: Path
+    schedule: Schedule
+    settings: PropagationSettings
+    device: str = "auto"
+    loader: str = "dali"
+
+
+def train_config(setup: AblationSetup, run: AblationRun) -> TrainConfig:
+    """The siammae-train options of one run; every epoch it is evaluated at keeps a checkpoint."""
+    schedule = setup.schedule
+    return TrainConfig(
+        shards=setup.shards, out=setup.out / run.name, model=schedule.model, encoder=run.encoder,
+        decoder=run.decoder, mask_ratio=run.mask_ratio, input_size=schedule.input_size,
+        batch_size=schedule.batch_size, epochs=run.epochs, warmup_epochs=schedule.warmup_epochs,
+        blr=schedule.blr, pairs_per_clip=schedule.pairs_per_clip, seed=run.seed, device=setup.device,
+        loader=setup.loader, resume=True, save_every=1,
+        log_every=1, recon_every=10**9)
+
+
+def checkpoint_at(setup: AblationSetup, run: AblationRun, epoch: int) -> Path:
+    """The checkpoint kept at the end of `epoch` of a run."""
+    return setup.out / run.name / "checkpoints" / f"epoch_{epoch:04d}.pt"
+
+
+def load_results(path: Path, header: dict) -> dict:
+    """results.json as left by an earlier (possibly interrupted) invocation, or a new one."""
+    if path.exists():
+        results = json.loads(path.read_text())
+        results.update({k: v for k, v in header.items() if k != "runs"})
+        return results
+    return {**header, "runs": {}}
+
+
+def _is_main() -> bool:
+    # torchrun's RANK: siammae-train sets up and tears down the process group inside each run, so
+    # between runs torch.distributed cannot say which process is the first.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_grid(setup: AblationSetup, runs: list[AblationRun], results: dict, results_path: Path) -> dict:
+    """Train what is not trained yet, evaluate what is not evaluated yet, and record both."""
+    if _is_main() and not results.get("baselines"):
+        info("evaluating the baselines: a random-init encoder and raw pixels")
+        results["baselines"] = evaluate_baselines(setup)
+        _save(results, results_path)
+    for number, run in enumerate(runs, start=1):
+        entry = results["runs"].setdefault(run.name, {"config": run.config_dict(), "scores": {}})
+        entry["config"] = run.config_dict()
+        entry["train"] = dataclasses.asdict(train_config(setup, run)) | {"shards": str(setup.shards),
+                                                                         "out": str(setup.out / run.name)}
+        if not entry.get("trained"):
+            info(f"[{number}/{len(runs)}] training {run.name}")
+            train(train_config(setup, run))
+            entry["trained"] = True
+            _save(results, results_path)
+        for epoch in run.evaluate_at:
+            if str(epoch) in entry["scores"] or not _is_main():
+                continue
+            info(f"[{number}/{len(runs)}] evaluating {run.name} at epoch {epoch}")
+            entry["scores"][str(epoch)] = evaluate(setup, run, epoch)
+            _save(results, results_path)
+        if _is_main():
+            entry["figures"] = figures(setup, run)
+            _save(results, results_path)
+    return results
+
+
+def evaluate(setup: AblationSetup, run: AblationRun, epoch: int) -> dict:
+    """Label propagation on DAVIS with the checkpoint of `epoch`; the davis-score numbers."""
+    out = setup.out / run.name / f"eval-epoch{epoch:04d}"
+    extractor = checkpoint_features(checkpoint_at(setup, run, epoch), setup.settings.device)
+    metrics = run_davis(extractor, setup.davis_root, out, setup.settings)
+    write_json_atomic(out / "metrics.json", metrics)
+    return {key: metrics[key] for key in SCORE_KEYS} | {"metrics": str(out.relative_to(setup.out) / "metrics.json")}
+
+
+def evaluate_baselines(setup: AblationSetup) -> dict[str, dict]:
+    """Random-init encoder (the grid's model size) and raw-pixel features, with the same settings."""
+    schedule = setup.schedule
+    model_cfg = model_config(schedule.model, input_size=schedule.input_size)
+    extractors = {"random_init": random_init_features(config=model_cfg, seed=schedule.seed,
+                                                      device=setup.settings.device),
+                  "pixels": PixelFeatures(model_cfg.patch_size, "flatten")}
+    scores = {}
+    for name, extractor in extractors.items():
+        out = setup.out / "baselines" / name
+        metrics = run_davis(extractor, setup.davis_root, out, setup.settings)
+        write_json_atomic(out / "metrics.json", metrics)
+        scores[name] = {key: metrics[key] for key in SCORE_KEYS} | {
+            "metrics": str(out.relative_to(setup.out) / "metrics.json")}
+    return scores
+
+
+def figures(setup: AblationSetup, run: AblationRun) -> dict[str, str]:
+    """Loss curve, last reconstruction and a propagation overlay, as paths relative to the grid folder."""
+    run_dir = setup.out / run.name
+    made = {"loss curve": loss_curve(run_dir / "metrics.jsonl", run_dir / "loss.png", run.name)}
+    recon = latest_reconstruction(run_dir)
+    if recon is not None:
+        made["reconstruction"] = recon
+    last = max(run.evaluate_at)
+    seq = open_davis(setup.davis_root)[0]
+    overlay = run_dir / "overlay.png"
+    write_overlay(seq, {run.name: run_dir / f"eval-epoch{last:04d}"}, overlay)
+    made["propagation"] = overlay
+    return {kind: str(Path(path).relative_to(setup.out)) for kind, path in made.items()}
+
+
+def _save(results: dict, path: Path) -> None:
+    if _is_main():
+        write_json_atomic(path, results)
