@@ -53,7 +53,7 @@ def build_loader(cfg: TrainConfig, crop_size: int, info_: dist.DistInfo, device:
     from pipeline.loader import build_pair_loader
 
     sampling = PairSamplingConfig(gap_min=cfg.gap_min, gap_max=cfg.gap_max, pairs_per_clip=cfg.pairs_per_clip,
-                                  crop_size=crop_size)
+                                  crop_size=crop_size, crop_scale=tuple(cfg.crop_scale))
     loader_cfg = LoaderConfig(shards=cfg.shards, batch_size=cfg.micro_batch(info_.world_size), sampling=sampling,
                               decoder=DecoderConfig(num_threads=cfg.threads), kind=cfg.loader,
                               device="cuda" if device.type == "cuda" else "cpu", dtype="float32",

@@ -18,6 +18,24 @@ def default(name: str) -> object:
     return D[name].default
 
 
+class CropScale(click.ParamType):
+    """`LO,HI` -> (lo, hi) floats; the range itself is checked with the other options."""
+
+    name = "LO,HI"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> tuple:
+        if isinstance(value, tuple):
+            return value
+        try:
+            lo, hi = (float(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r}: expected two numbers LO,HI such as 0.15,0.5", param, ctx)
+        return (lo, hi)
+
+
+CROP_SCALE = CropScale()
+
+
 def opt(*decls: str, name: str, help: str, **kw: object):
     """A click option whose default is TrainConfig's and is shown in --help."""
     return click.option(*decls, name, default=default(name), show_default=True, help=help, **kw)
@@ -58,6 +76,8 @@ def opt(*decls: str, name: str, help: str, **kw: object):
 @opt("--pairs-per-clip", name="pairs_per_clip", type=int, help="Pairs drawn per clip read (repeated sampling).")
 @opt("--gap-min", name="gap_min", type=int, help="Smallest frame gap between f1 and f2.")
 @opt("--gap-max", name="gap_max", type=int, help="Largest frame gap (clamped to the clip's length).")
+@opt("--crop-scale", name="crop_scale", type=CROP_SCALE,
+     help="LO,HI: area fraction of the frame a crop covers, drawn uniformly (RandomResizedCrop's scale).")
 @opt("--num-workers", name="num_workers", type=int, help="DataLoader workers (--loader wds).")
 @opt("--threads", name="threads", type=int, help="DALI decoder threads (--loader dali).")
 @opt("--torch-threads", name="torch_threads", type=int,

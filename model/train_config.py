@@ -46,6 +46,7 @@ class TrainConfig:
     pairs_per_clip: int = 2
     gap_min: int = 4
     gap_max: int = 48
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # area fraction of the frame each crop covers (lo, hi)
     num_workers: int = 2
     threads: int = 2
     torch_threads: int = 0                    # CPU training: 0 = the cores left beside the loader's threads
@@ -103,6 +104,9 @@ def check_options(cfg: TrainConfig, world_size: int) -> ModelConfig:
                         f"--accum-steps {cfg.accum_steps} = {per_step}")
     if not 1 <= cfg.gap_min <= cfg.gap_max:
         raise UserError(f"--gap-min {cfg.gap_min} / --gap-max {cfg.gap_max}: need 1 <= gap-min <= gap-max")
+    lo, hi = cfg.crop_scale
+    if not 0.0 < lo <= hi <= 1.0:
+        raise UserError(f"--crop-scale {lo},{hi}: need 0 < lo <= hi <= 1")
     if cfg.pairs_per_clip < 1:
         raise UserError(f"--pairs-per-clip {cfg.pairs_per_clip}: must be at least 1")
     try:

@@ -62,11 +62,10 @@ def test_davis_masks_are_palette_pngs_with_all_objects_in_frame0(synthetic_root:
 def test_davis_masks_are_exact(synthetic_root: Path) -> None:
     """The stored mask equals the renderer's id map for the same frame (no resampling, no blur)."""
     load_tool("make_synthetic")
-    from synthetic.render import random_scene
+    from synthetic.datasets import scene_for
     synth = sys.modules["make_synthetic"]
     spec = next(s for s in synth.plan(synthetic_root, tiny_synthetic_config()) if s.kind == "davis")
-    scene = random_scene(np.random.default_rng(list(spec.seed)), spec.width, spec.height, spec.n_objects,
-                         speed=spec.speed, object_size=min(spec.width, spec.height) * 0.16)
+    scene = scene_for(spec, np.random.default_rng(list(spec.seed)))
     for t in (0, spec.n_frames - 1):
         stored = np.array(Image.open(synthetic_root / "DAVIS/Annotations/480p" / spec.name / f"{t:05d}.png"))
         np.testing.assert_array_equal(stored, scene.render(t)[1])

@@ -91,7 +91,8 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.parametrize("problem", ["no-dir", "no-manifest", "batch", "model", "input-size", "mask-ratio"])
+@pytest.mark.parametrize("problem", ["no-dir", "no-manifest", "batch", "model", "input-size", "mask-ratio",
+                                     "crop-scale-range", "crop-scale-format"])
 def test_bad_options_exit_2_with_one_clear_line_before_any_work(
         problem: str, synthetic_shards: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
@@ -110,11 +111,33 @@ def test_bad_options_exit_2_with_one_clear_line_before_any_work(
         extra, expected = ["--model", "vit_micro_patch16", "--input-size", "40"], "multiple of patch"
     elif problem == "mask-ratio":
         extra, expected = ["--model", "vit_micro_patch16", "--mask-ratio", "1.0"], "mask_ratio"
+    elif problem == "crop-scale-range":
+        extra, expected = ["--crop-scale", "0.6,0.2"], "--crop-scale"
+    elif problem == "crop-scale-format":
+        extra, expected = ["--crop-scale", "0.2"], "LO,HI"
     code, output = cli("--shards", shards, "--out", str(out), "--device", "cpu", *extra)
     assert code == 2, output
     assert expected in output
     assert "Traceback" not in output
     assert not out.exists()
+
+
+def test_crop_scale_reaches_the_loader(
+        synthetic_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.loader
+
+    seen = []
+
+    def fake_loader(cfg):          # stop the run as soon as the loader is asked for
+        seen.append(cfg)
+        raise RuntimeError("loader requested")
+
+    monkeypatch.setattr(pipeline.loader, "build_pair_loader", fake_loader)
+    result = CliRunner().invoke(main, ["--shards", str(synthetic_shards), "--out", str(tmp_path / "cs"), *TINY,
+                                       "--max-steps", "1", "--crop-scale", "0.15,0.5"])
+    assert isinstance(result.exception, RuntimeError), result.output
+    assert seen and seen[0].sampling.crop_scale == (0.15, 0.5)
+    assert seen[0].sampling.crop_size == 32
 
 
 def test_an_existing_run_needs_resume(straight_run: Path, synthetic_shards: Path) -> None:

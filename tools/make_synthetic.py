@@ -4,8 +4,11 @@
     python tools/make_synthetic.py OUT [--classes 4 --clips 3 --seed 0 ...]
 
 OUT/UCF-101/<Class>/v_<Class>_gXX_cYY.avi (+ OUT/ucfTrainTestlist/), OUT/DAVIS/, OUT/JHMDB/, OUT/VIP/.
-Content: textured objects on smooth paths over a textured panning background, with occlusions, scale
-and lighting change; masks and keypoints are exact. The same options always give the same files.
+Content: textured objects over a textured panning background. With --motion wander (the default) they
+wander with bursts of speed (up to ~3x the mean, e.g. 14 px / frame at 240 px high) and sudden turns,
+cross and occlude each other, change scale, spin and brightness on their own, and share the scene with
+unlabelled look-alike distractors; --motion smooth gives the older gentle Lissajous paths. Masks and
+keypoints are exact. The same options always give the same files.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ class SyntheticConfig:
     vip_videos: int = 2
     vip_size: tuple[int, int] = (320, 240)
     vip_frames: tuple[int, int] = (20, 30)
+    motion: str = "wander"                      # "wander" | "smooth" (see module docstring)
+    speed: float = 0.02                         # DAVIS / JHMDB / VIP mean object speed (wander: of the short
+                                                # side per frame); UCF classes span 0.5x..1.5x of it
+    distractors: int = 1                        # most unlabelled look-alikes per video (0..this, by index)
+    ucf_object_size: float = 0.16               # object radius, fraction of the frame's short side
+    davis_object_size: float = 0.16
 
 
 def ucf_clip_names(n_clips: int) -> list[tuple[int, int]]:
@@ -74,26 +83,36 @@ def plan(out: Path, cfg: SyntheticConfig) -> list[VideoSpec]:
     def seed(set_name: str, i: int) -> tuple[int, ...]:
         return (cfg.seed, _SET_IDS[set_name], i)
 
+    smooth = cfg.motion == "smooth"
+    motion = {"motion": cfg.motion}
     if "ucf" in cfg.sets:
         for c, cls in enumerate(CLASS_NAMES[:cfg.ucf_classes]):
-            speed = 0.03 + 0.04 * c / max(1, cfg.ucf_classes - 1)     # classes differ in motion speed
+            # classes differ in motion speed (smooth: the original 0.03..0.07 rad / frame)
+            pace = c / max(1, cfg.ucf_classes - 1)
+            speed = 0.03 + 0.04 * pace if smooth else cfg.speed * (0.5 + pace)
             for j, (g, k) in enumerate(ucf_clip_names(cfg.ucf_clips_per_class)):
                 i = c * 1000 + j
                 specs.append(VideoSpec("ucf", str(out), f"{cls}/v_{cls}_g{g:02d}_c{k:02d}.avi",
                                        *cfg.ucf_size, length("ucf", i, cfg.ucf_frames), seed("ucf", i),
-                                       n_objects=1 + c % 3, speed=speed, fps=cfg.ucf_fps, audio=j % 2 == 1))
+                                       n_objects=1 + (c + j) % 3, speed=speed, fps=cfg.ucf_fps, audio=j % 2 == 1,
+                                       distractors=(c + 2 * j) % (cfg.distractors + 1),
+                                       object_size=cfg.ucf_object_size, **motion))
+    speed = 0.05 if smooth else cfg.speed
     for i in range(cfg.davis_sequences if "davis" in cfg.sets else 0):
         specs.append(VideoSpec("davis", str(out), f"synth-{i:02d}", *cfg.davis_size,
-                               length("davis", i, cfg.davis_frames), seed("davis", i), n_objects=1 + i % 3))
+                               length("davis", i, cfg.davis_frames), seed("davis", i), n_objects=1 + i % 3,
+                               speed=speed, distractors=(i // 3) % (cfg.distractors + 1),
+                               object_size=cfg.davis_object_size, **motion))
     for a in range(cfg.jhmdb_actions if "jhmdb" in cfg.sets else 0):
         for v in range(cfg.jhmdb_videos_per_action):
             i = a * 1000 + v
             specs.append(VideoSpec("jhmdb", str(out), f"{JHMDB_ACTIONS[a]}/{JHMDB_ACTIONS[a]}_synth_{v}",
                                    *cfg.jhmdb_size, length("jhmdb", i, cfg.jhmdb_frames), seed("jhmdb", i),
-                                   n_objects=2))
+                                   n_objects=2, speed=speed, object_size=0.28, **motion))
     for i in range(cfg.vip_videos if "vip" in cfg.sets else 0):
         specs.append(VideoSpec("vip", str(out), f"videos{i + 1}", *cfg.vip_size,
-                               length("vip", i, cfg.vip_frames), seed("vip", i), n_objects=3 + i % 2))
+                               length("vip", i, cfg.vip_frames), seed("vip", i), n_objects=3 + i % 2,
+                               speed=speed, distractors=i % (cfg.distractors + 1), **motion))
     return specs
 
 
@@ -194,6 +213,16 @@ def _range(value: str) -> tuple[int, int]:
 @click.option("--vip-videos", default=2, show_default=True)
 @click.option("--vip-size", default="320x240", show_default=True)
 @click.option("--vip-frames", default="20-30", show_default=True)
+@click.option("--motion", type=click.Choice(["wander", "smooth"]), default="wander", show_default=True,
+              help="wander: bursts, sudden turns, crossings, look-alike distractors; smooth: gentle paths.")
+@click.option("--speed", type=float, default=0.02, show_default=True,
+              help="Mean object speed (wander), fraction of the short side per frame; UCF classes 0.5x..1.5x.")
+@click.option("--distractors", type=click.IntRange(0, 5), default=1, show_default=True,
+              help="Most unlabelled look-alike objects per video (wander).")
+@click.option("--object-size", "ucf_object_size", type=click.FloatRange(0.02, 0.5), default=0.16, show_default=True,
+              help="UCF object radius, fraction of the short side.")
+@click.option("--davis-object-size", type=click.FloatRange(0.02, 0.5), default=0.16, show_default=True,
+              help="DAVIS object radius, fraction of the short side.")
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 def main(out: Path, workers: int | None, sets: str, **opts) -> None:
     """Write a synthetic UCF101 / DAVIS-2017 / JHMDB / VIP set under OUT."""

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from evaluation.davis import write_id_png
 from synthetic.render import random_scene
 
 CLASS_NAMES = [
@@ -42,31 +43,27 @@ class VideoSpec:
     n_frames: int
     seed: tuple[int, ...]
     n_objects: int = 2
-    speed: float = 0.05           # path angular speed, rad / frame
+    speed: float = 0.02           # wander: mean speed, fraction of the short side / frame; smooth: rad / frame
     fps: int = 25
     audio: bool = False
+    motion: str = "wander"        # "wander" (bursts, turns, crossings) | "smooth" (gentle Lissajous paths)
+    distractors: int = 0          # unlabelled look-alikes of the labelled objects (wander only)
+    object_size: float = 0.16     # object radius, fraction of the short side
 
 
-def pascal_palette() -> list[int]:
-    """The 256-entry Pascal VOC palette DAVIS masks use (flat [r, g, b, ...])."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
+def scene_for(spec: VideoSpec, rng: np.random.Generator):
+    """The scene a spec describes, drawn from `rng` (seeded with spec.seed)."""
+    wander = spec.motion == "wander"
+    return random_scene(rng, spec.width, spec.height, spec.n_objects, speed=spec.speed,
+                        object_size=min(spec.width, spec.height) * spec.object_size,
+                        n_frames=spec.n_frames if wander else None,
+                        distractors=spec.distractors if wander else 0, pan_speed=1.5 if wander else 0.6)
 
 
 def make_video(spec: VideoSpec) -> int:
     """Render and write one video of any kind; returns its frame count."""
     rng = np.random.default_rng(list(spec.seed))
-    scene = random_scene(rng, spec.width, spec.height, spec.n_objects, speed=spec.speed,
-                         object_size=min(spec.width, spec.height) * (0.28 if spec.kind == "jhmdb" else 0.16))
+    scene = scene_for(spec, rng)
     writer = {"ucf": _write_ucf, "davis": _write_davis, "jhmdb": _write_jhmdb, "vip": _write_vip}[spec.kind]
     writer(spec, scene, rng)
     return spec.n_frames
@@ -96,13 +93,10 @@ def _write_davis(spec: VideoSpec, scene, rng: np.random.Generator) -> None:
     ann_dir = Path(spec.root) / "DAVIS" / "Annotations" / "480p" / spec.name
     img_dir.mkdir(parents=True, exist_ok=True)
     ann_dir.mkdir(parents=True, exist_ok=True)
-    palette = pascal_palette()
     for t in range(spec.n_frames):
         frame, ids = scene.render(t)
         Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg", quality=90)
-        mask = Image.fromarray(ids, mode="L").convert("P")
-        mask.putpalette(palette)
-        mask.save(ann_dir / f"{t:05d}.png")
+        write_id_png(ann_dir / f"{t:05d}.png", ids)     # the DAVIS writer: palette PNG of object ids
 
 
 def joint_points(rng: np.random.Generator, radius_x: float, radius_y: float) -> np.ndarray:
@@ -121,7 +115,7 @@ def _write_jhmdb(spec: VideoSpec, scene, rng: np.random.Generator) -> None:
     img_dir.mkdir(parents=True, exist_ok=True)
     pos_dir.mkdir(parents=True, exist_ok=True)
     body = scene.objects[0]                      # drawn first: later objects may occlude it
-    body.amplitude = body.amplitude * 0.5        # keep the joints mostly inside the frame
+    body.damp(0.5)                               # keep the joints mostly inside the frame
     points = joint_points(rng, body.radius_x, body.radius_y)
     pos = np.zeros((2, N_JOINTS, spec.n_frames))
     for t in range(spec.n_frames):
