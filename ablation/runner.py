@@ -12,7 +12,7 @@ from ablation.figures import latest_reconstruction, loss_curve
 from ablation.grid import AblationRun, Schedule
 from evaluation.compare import write_overlay
 from evaluation.davis import open_davis, run_davis
-from evaluation.features import PixelFeatures, checkpoint_features, random_init_features
+from evaluation.features import FeatureExtractor, PixelFeatures, checkpoint_features, random_init_features
 from evaluation.propagation import PropagationSettings
 from evaluation.report import write_json_atomic
 from model.config import model_config
@@ -76,12 +76,12 @@ def run_grid(setup: AblationSetup, runs: list[AblationRun], results: dict, resul
         _save(results, results_path)
     for number, run in enumerate(runs, start=1):
         entry = results["runs"].setdefault(run.name, {"config": run.config_dict(), "scores": {}})
+        options = train_config(setup, run)
         entry["config"] = run.config_dict()
-        entry["train"] = dataclasses.asdict(train_config(setup, run)) | {"shards": str(setup.shards),
-                                                                         "out": str(setup.out / run.name)}
+        entry["train"] = dataclasses.asdict(options) | {"shards": str(setup.shards), "out": str(options.out)}
         if not entry.get("trained"):
             info(f"[{number}/{len(runs)}] training {run.name}")
-            train(train_config(setup, run))
+            train(options)
             entry["trained"] = True
             _save(results, results_path)
         for epoch in run.evaluate_at:
@@ -96,13 +96,17 @@ def run_grid(setup: AblationSetup, runs: list[AblationRun], results: dict, resul
     return results
 
 
-def evaluate(setup: AblationSetup, run: AblationRun, epoch: int) -> dict:
-    """Label propagation on DAVIS with the checkpoint of `epoch`; the davis-score numbers."""
-    out = setup.out / run.name / f"eval-epoch{epoch:04d}"
-    extractor = checkpoint_features(checkpoint_at(setup, run, epoch), setup.settings.device)
+def score_on_davis(setup: AblationSetup, extractor: FeatureExtractor, out: Path) -> dict:
+    """Propagate and score with `extractor`, keep OUT/metrics.json; the summary numbers and their file."""
     metrics = run_davis(extractor, setup.davis_root, out, setup.settings)
     write_json_atomic(out / "metrics.json", metrics)
     return {key: metrics[key] for key in SCORE_KEYS} | {"metrics": str(out.relative_to(setup.out) / "metrics.json")}
+
+
+def evaluate(setup: AblationSetup, run: AblationRun, epoch: int) -> dict:
+    """Label propagation on DAVIS with the checkpoint of `epoch`; the davis-score numbers."""
+    extractor = checkpoint_features(checkpoint_at(setup, run, epoch), setup.settings.device)
+    return score_on_davis(setup, extractor, setup.out / run.name / f"eval-epoch{epoch:04d}")
 
 
 def evaluate_baselines(setup: AblationSetup) -> dict[str, dict]:
@@ -112,14 +116,8 @@ def evaluate_baselines(setup: AblationSetup) -> dict[str, dict]:
     extractors = {"random_init": random_init_features(config=model_cfg, seed=schedule.seed,
                                                       device=setup.settings.device),
                   "pixels": PixelFeatures(model_cfg.patch_size, "flatten")}
-    scores = {}
-    for name, extractor in extractors.items():
-        out = setup.out / "baselines" / name
-        metrics = run_davis(extractor, setup.davis_root, out, setup.settings)
-        write_json_atomic(out / "metrics.json", metrics)
-        scores[name] = {key: metrics[key] for key in SCORE_KEYS} | {
-            "metrics": str(out.relative_to(setup.out) / "metrics.json")}
-    return scores
+    return {name: score_on_davis(setup, extractor, setup.out / "baselines" / name)
+            for name, extractor in extractors.items()}
 
 
 def figures(setup: AblationSetup, run: AblationRun) -> dict[str, str]:

@@ -62,6 +62,17 @@ class DavisSequence:
         return [p.stem for p in self.masks]
 
 
+def listed_names(chosen: Sequence[str] | None, list_file: Path, folder: Path, what: str) -> list[str]:
+    """The names asked for, else the lines of a benchmark's list file, else every sub-folder (warned)."""
+    if chosen:
+        return list(chosen)
+    if list_file.is_file():
+        return [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    warn(f"{list_file} not found; using all {len(names)} {what} under {folder}")
+    return names
+
+
 def open_davis(root: Path, subset: str = "val", resolution: str = "480p",
                sequences: Sequence[str] | None = None) -> list[DavisSequence]:
     """The sequences of a DAVIS folder: those named, else `ImageSets/2017/<subset>.txt`, else every folder."""
@@ -71,15 +82,7 @@ def open_davis(root: Path, subset: str = "val", resolution: str = "480p",
     for folder in (root, images_dir, masks_dir):
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder (expected the DAVIS-2017 layout with resolution '{resolution}')")
-    if sequences:
-        names = list(sequences)
-    else:
-        list_file = root / "ImageSets" / "2017" / f"{subset}.txt"
-        if list_file.is_file():
-            names = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
-        else:
-            names = sorted(p.name for p in images_dir.iterdir() if p.is_dir())
-            warn(f"{list_file} not found; using all {len(names)} sequences under {images_dir}")
+    names = listed_names(sequences, root / "ImageSets" / "2017" / f"{subset}.txt", images_dir, "sequences")
     out = []
     for name in names:
         frames = tuple(sorted((images_dir / name).glob("*.jpg")))

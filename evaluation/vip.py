@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.davis import read_frame, read_id_png, write_id_png
+from evaluation.davis import listed_names, read_frame, read_id_png, write_id_png
 from evaluation.features import FeatureExtractor
 from evaluation.propagation import (
     PropagationSettings,
@@ -23,7 +23,7 @@ from evaluation.propagation import (
     propagate,
     upsample_argmax,
 )
-from siammae_common.console import UserError, progress, warn
+from siammae_common.console import UserError, progress
 
 N_CLASSES = 20
 CLASSES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
@@ -48,13 +48,7 @@ def open_vip(root: Path, videos: Sequence[str] | None = None) -> list[VipVideo]:
     for folder in (images, labels):
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder (expected the VIP layout)")
-    if videos:
-        names = list(videos)
-    elif (root / "lists" / "val_videos.txt").is_file():
-        names = [n.strip() for n in (root / "lists" / "val_videos.txt").read_text().splitlines() if n.strip()]
-    else:
-        names = sorted(p.name for p in images.iterdir() if p.is_dir())
-        warn(f"{root / 'lists' / 'val_videos.txt'} not found; using all {len(names)} videos under {images}")
+    names = listed_names(videos, root / "lists" / "val_videos.txt", images, "videos")
     out = []
     for name in names:
         frames = tuple(sorted((images / name).glob("*.jpg")))
