@@ -42,7 +42,7 @@ def test_bench_writes_json_table_and_plot(bench_inputs: tuple[Path, Path], tmp_p
     shards, videos = bench_inputs
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.bench", "--shards", str(shards), "--videos", str(videos),
+        [sys.executable, "-m", "benchmarks.bench", "--shards", str(shards), "--videos", str(videos),
          "--json", str(out), "--plot", str(png), "--batch-size", "4", "--workers", "1", "--crop-size", "32",
          "--seconds", "0.3", "--only", "naive,jpeg_folders,wds,dali_cpu,dali_cpu_reader,ceiling,dali_gpu"],
         capture_output=True, text=True, timeout=150, check=False)

@@ -22,7 +22,7 @@ from typing import Any
 import click
 import torch
 
-from pipeline import bench_run as br
+from benchmarks import bench_run as br
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.frame_index import FrameIndex, ShardError
 from siammae_common.console import UserError, info, warn
@@ -40,7 +40,7 @@ def _device() -> str:
 
 def _reference_rows(setup: br.BenchSetup, videos: Path | None, rows: set[str], results: dict,
                     skipped: dict) -> None:
-    from pipeline.bench_loaders import FfmpegPairs, JpegFolderPairs, PyAVPairs, find_videos
+    from benchmarks.bench_loaders import FfmpegPairs, JpegFolderPairs, PyAVPairs, find_videos
 
     plan = br.bench_plan(setup)
     size, B = setup.cfg.sampling.crop_size, setup.cfg.batch_size

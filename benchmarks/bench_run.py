@@ -173,7 +173,7 @@ def run_ceiling(setup: BenchSetup, cfg: LoaderConfig, *, decode_only: bool, n_pa
 
 
 def temp_frame_folders(index: FrameIndex, plan: PairPlan) -> Path:
-    from pipeline.bench_loaders import extract_frame_folders
+    from benchmarks.bench_loaders import extract_frame_folders
 
     root = Path(tempfile.mkdtemp(prefix="siammae-bench-frames-"))
     try:
