@@ -2,8 +2,8 @@
 same steps fed by the real loader; the difference is the loader's overhead. On CUDA also the model FLOP
 utilisation (FLOPs counted by torch.utils.flop_counter over one forward + backward).
 
-    python benchmarks/train_step_bench.py                                  # CPU: tiny model, random data
-    python benchmarks/train_step_bench.py --shards shards/ucf101 \
+    python -m benchmarks.train_step_bench                                  # CPU: tiny model, random data
+    python -m benchmarks.train_step_bench --shards shards/ucf101 \
         --json benchmarks/results/train-step-h100-<date>.json              # GPU: ViT-S/16, 224², bf16, 256
 """
 
@@ -84,12 +84,13 @@ def count_flops(model: SiamMAE, f1: torch.Tensor, f2: torch.Tensor, amp: bool) -
 
 
 def loader_batches(shards: Path, kind: str, batch: int, size: int, device: torch.device,
-                   threads: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                   threads: int, hw_decoder_load: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
     from pipeline.loader import build_pair_loader
 
     cfg = LoaderConfig(shards=shards, batch_size=batch, sampling=PairSamplingConfig(crop_size=size),
-                       decoder=DecoderConfig(num_threads=threads), kind=kind,  # type: ignore[arg-type]
+                       decoder=DecoderConfig(num_threads=threads, hw_decoder_load=hw_decoder_load),
+                       kind=kind,  # type: ignore[arg-type]
                        device="cuda" if device.type == "cuda" else "cpu")
     loader = build_pair_loader(cfg)
     epoch = 0
@@ -114,11 +115,16 @@ def loader_batches(shards: Path, kind: str, batch: int, size: int, device: torch
               help="Also time steps fed by the real loader from these shards.")
 @click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", show_default=True)
 @click.option("--threads", type=int, default=4, show_default=True, help="Loader threads / workers.")
+@click.option("--hw-decoder-load", type=click.FloatRange(0, 1), default=0.65, show_default=True,
+              help="Share of the JPEGs DALI sends to the hardware decoder (GPU only).")
+@click.option("--torch-threads", type=click.IntRange(min=1), default=None,
+              help="torch's intra-op threads [default: torch's own]; on a shared CPU 1 avoids spin-waiting.")
 @click.option("--peak-tflops", type=float, default=None, help="Device peak for MFU [default: known GPUs].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result here.")
 def main(device: str, model_name: str | None, input_size: int | None, batch_size: int | None, steps: int | None,
          warmup: int, amp: bool, compile_: bool, shards: Path | None, loader: str, threads: int,
-         peak_tflops: float | None, json_path: Path | None) -> None:
+         hw_decoder_load: float, torch_threads: int | None, peak_tflops: float | None,
+         json_path: Path | None) -> None:
     """Time SiamMAE training steps on random tensors and with the real loader."""
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
     gpu = dev.type == "cuda"
@@ -126,6 +132,8 @@ def main(device: str, model_name: str | None, input_size: int | None, batch_size
                        input_size=input_size or (224 if gpu else 64))
     batch = batch_size or (256 if gpu else 16)
     steps = steps or (50 if gpu else 10)
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     torch.manual_seed(0)
     model = SiamMAE(cfg).to(dev).train()
     s = cfg.input_size
@@ -141,7 +149,8 @@ def main(device: str, model_name: str | None, input_size: int | None, batch_size
     result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "device": torch.cuda.get_device_name(dev) if gpu else platform.processor() or "cpu",
                     "torch": torch.__version__, "model": cfg.to_dict(), "batch_size": batch, "amp_bf16": amp and gpu,
-                    "compile": compile_, "steps": steps, "flops_per_step": flops}
+                    "compile": compile_, "steps": steps, "torch_threads": torch.get_num_threads(),
+                    "flops_per_step": flops}
     t = time_steps(step, fixed(), steps, warmup, dev)
     result["tensors_on_device"] = {"step_s": t, "pairs_per_s": batch / t}
     peak = peak_tflops or device_peak_tflops(dev)
@@ -149,9 +158,10 @@ def main(device: str, model_name: str | None, input_size: int | None, batch_size
         result["mfu"] = flops / t / (peak * 1e12)
         result["peak_tflops"] = peak
     if shards is not None:
-        tl = time_steps(step, loader_batches(shards, loader, batch, s, dev, threads), steps, warmup, dev)
-        result["with_loader"] = {"loader": loader, "threads": threads, "step_s": tl, "pairs_per_s": batch / tl,
-                                 "overhead": tl / t - 1}
+        batches = loader_batches(shards, loader, batch, s, dev, threads, hw_decoder_load)
+        tl = time_steps(step, batches, steps, warmup, dev)
+        result["with_loader"] = {"loader": loader, "threads": threads, "hw_decoder_load": hw_decoder_load,
+                                 "step_s": tl, "pairs_per_s": batch / tl, "overhead": tl / t - 1}
     text = json.dumps(result, indent=1)
     click.echo(text)
     if json_path is not None:
