@@ -53,8 +53,8 @@ class CheckConfig:
             threads = tuple(sorted({t for t in (4, 8, cores) if t <= cores} or {cores}))
             return CheckConfig("cuda", threads, (0.65, 0.9, 1.0), 256, 224, 3, 3.0, (),
                                ("--classes", "8", "--clips", "5"))
-        return CheckConfig("cpu", (1, 2), (0.65,), 8, 64, 3, 0.3,
-                           ("--input-size", "64", "--batch-size", "8", "--steps", "3", "--warmup", "1",
+        return CheckConfig("cpu", (1, 2), (0.65,), 4, 64, 3, 0.2,
+                           ("--input-size", "64", "--batch-size", "4", "--steps", "3", "--warmup", "1",
                             "--torch-threads", "1"),
                            ("--classes", "2", "--clips", "2", "--size", "96x72", "--frames", "30-40"))
 
@@ -160,7 +160,7 @@ def parse_list(text: str | None, kind: type) -> tuple | None:
 @click.option("--hw-loads", default=None, help="hw_decoder_load values to sweep [GPU: 0.65,0.9,1.0].")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, help="siammae-bench rounds [3].")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Per loader row and round [GPU: 3, CPU: 0.3].")
+              help="Per loader row and round [GPU: 3, CPU: 0.2].")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=1200, show_default=True,
               help="Seconds any one step may take.")
 def main(out: Path | None, shards: Path | None, device: str, threads: str | None, hw_loads: str | None,
