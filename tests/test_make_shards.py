@@ -145,11 +145,11 @@ def test_resume_after_an_interrupted_run(video_dir: Path, shards: Path, tmp_path
     from sharding.writer import ShardSink
     real_add, calls = ShardSink.add, []
 
-    def add_then_die(self, key, frames, meta):
+    def add_then_die(self, key, *args):
         if len(calls) == 3:
             raise KeyboardInterrupt
         calls.append(key)
-        real_add(self, key, frames, meta)
+        real_add(self, key, *args)
 
     out = tmp_path / "out"
     monkeypatch.setattr(ShardSink, "add", add_then_die)
@@ -200,23 +200,51 @@ def test_options_fps_short_side_max_frames(video_dir: Path, tmp_path: Path) -> N
         assert Image.open(io.BytesIO(clip.frame(0))).size == (42, 32) == (clip.meta["width"], clip.meta["height"])
 
 
-def test_bad_arguments_exit_with_one_line(tmp_path: Path) -> None:
+def test_bad_arguments_exit_with_one_line(video_dir: Path, tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, TOOL, str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
                              capture_output=True, check=False, text=True)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     (tmp_path / "file").write_text("x")
-    unwritable = subprocess.run([sys.executable, TOOL, str(tmp_path), "--out", str(tmp_path / "file" / "o")],
+    unwritable = subprocess.run([sys.executable, TOOL, str(video_dir), "--out", str(tmp_path / "file" / "o")],
                                 capture_output=True, check=False, text=True)
     assert unwritable.returncode == 2 and "output folder" in unwritable.stderr
     assert len(unwritable.stderr.strip().splitlines()) == 1
 
 
-def test_tarfile_sees_three_members_per_clip(shards: Path) -> None:
+@pytest.mark.parametrize("source", ["empty_folder", "a_file.mp4", "only_text"])
+def test_an_empty_or_missing_source_is_an_error_and_writes_nothing(tmp_path: Path, source: str) -> None:
+    """The old make_shards wrote a complete 0-clip manifest, after which added videos were never sharded."""
+    src = tmp_path / source
+    if source == "a_file.mp4":
+        src.write_bytes(b"\x00" * 100)
+    else:
+        src.mkdir()
+        if source == "only_text":
+            (src / "readme.txt").write_text("no videos here\n")
+    r = subprocess.run([sys.executable, TOOL, str(src), "--out", str(tmp_path / "o")], capture_output=True,
+                       check=False, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(src) in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_videos_added_after_a_complete_run_are_sharded_by_a_rerun(video_dir: Path, tmp_path: Path) -> None:
+    tool = load_tool("make_shards")
+    src = tmp_path / "src"
+    (src / "A").mkdir(parents=True)
+    (src / "A" / "one.avi").write_bytes((video_dir / "A" / "mpeg4.avi").read_bytes())
+    assert tool.make_shards(src, tmp_path / "o", workers=1).clips == 1
+    (src / "A" / "two.mp4").write_bytes((video_dir / "A" / "h264.mp4").read_bytes())
+    again = tool.make_shards(src, tmp_path / "o", workers=1)
+    assert again.complete and again.clips == 2 and len(again.shards) == 2
+
+
+def test_tarfile_sees_four_members_per_clip(shards: Path) -> None:
     for shard in sf.list_shards(shards):
         with tarfile.open(shard.tar) as tar:
             names = tar.getnames()
-        assert len(names) == 3 * shard.clips
-        assert {n.split(".", 1)[1] for n in names} == {"frames", "offsets", "json"}
+        assert len(names) == 4 * shard.clips
+        assert [n.split(".", 1)[1] for n in names[:4]] == ["frames", "offsets", "pts", "json"]
+        assert sf.read_manifest(shards).format_version == 2
 
 
 def test_webdataset_reads_the_shards(shards: Path) -> None:
@@ -228,6 +256,7 @@ def test_webdataset_reads_the_shards(shards: Path) -> None:
         clip = expected[sample["__key__"]]
         assert sample["frames"] == clip.frames_bytes
         np.testing.assert_array_equal(sf.decode_offsets(sample["offsets"]), clip.offsets)
+        np.testing.assert_array_equal(sf.decode_pts(sample["pts"], clip.n_frames), clip.pts)
         assert json.loads(sample["json"]) == clip.meta
         seen += 1
     assert seen == len(expected)
@@ -243,14 +272,16 @@ def test_dali_reads_the_shards_with_the_written_index(shards: Path) -> None:
     def pipe():
         return tuple(fn.readers.webdataset(paths=[str(s.tar) for s in infos],
                                            index_paths=[str(s.index) for s in infos],
-                                           ext=["frames", "offsets", "json"], missing_component_behavior="error"))
+                                           ext=["frames", "offsets", "pts", "json"],
+                                           missing_component_behavior="error"))
 
     p = pipe()
     p.build()
-    frames, offsets, meta = p.run()
+    frames, offsets, pts, meta = p.run()
     for k, clip in enumerate(expected):
         assert np.array(frames.at(k)).tobytes() == clip.frames_bytes
         assert np.array(offsets.at(k)).tobytes() == sf.encode_offsets(clip.offsets)
+        assert np.array(pts.at(k)).tobytes() == sf.encode_pts(clip.pts)
         assert json.loads(np.array(meta.at(k)).tobytes()) == clip.meta
 
 
