@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -244,6 +245,7 @@ def test_tarfile_sees_four_members_per_clip(shards: Path) -> None:
             names = tar.getnames()
         assert len(names) == 4 * shard.clips
         assert [n.split(".", 1)[1] for n in names[:4]] == ["frames", "offsets", "pts", "json"]
+        assert " pts " in shard.index.read_text().splitlines()[1]          # DALI's index lists it too
         assert sf.read_manifest(shards).format_version == 2
 
 
@@ -300,3 +302,20 @@ def test_synthetic_shards_fixture(synthetic_shards: Path, synthetic_root: Path) 
     assert manifest.complete and manifest.clips == 6 and not manifest.failures
     assert manifest.classes == [line.split()[1] for line in
                                 (synthetic_root / "ucfTrainTestlist" / "classInd.txt").read_text().splitlines()]
+
+
+def test_a_complete_folder_of_format_1_is_kept_an_incomplete_one_refused(video_dir: Path, shards: Path,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "old"
+    shutil.copytree(shards, out)
+    raw = json.loads((out / "manifest.json").read_text())
+    raw["format_version"] = 1
+    del raw["options"]["strict"]                        # options version 1 did not have
+    (out / "manifest.json").write_text(json.dumps(raw))
+    argv = [sys.executable, TOOL, str(video_dir), "--out", str(out), "--shard-size", "2clips"]
+    kept = subprocess.run(argv, capture_output=True, check=False, text=True)
+    assert kept.returncode == 0 and "older make_shards" in kept.stderr
+    assert json.loads((out / "manifest.json").read_text())["format_version"] == 1
+    (out / "manifest.json").write_text(json.dumps(raw | {"complete": False}))
+    refused = subprocess.run(argv, capture_output=True, check=False, text=True)
+    assert refused.returncode == 2 and "format version 1" in refused.stderr

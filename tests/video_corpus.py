@@ -23,7 +23,7 @@ def ffmpeg(*args: str) -> None:
     subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)
 
 
-def testsrc(seconds: float, size: str = SIZE, rate: int = 25) -> list[str]:
+def lavfi_source(seconds: float, size: str = SIZE, rate: int = 25) -> list[str]:
     return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
 
 
@@ -51,7 +51,7 @@ def h264_with_a_stray_idr_slice(path: Path) -> None:
     frame decodes: the second slice of one P-frame is relabelled as an IDR slice, so it is dropped and
     concealed, as in a phone video the old make_shards rejected although all its frames decode."""
     raw = path.with_suffix(".h264")
-    ffmpeg(*testsrc(2), *x264("slices=2"), "-pix_fmt", "yuv420p", "-bsf:v", "h264_mp4toannexb", "-f", "h264",
+    ffmpeg(*lavfi_source(2), *x264("slices=2"), "-pix_fmt", "yuv420p", "-bsf:v", "h264_mp4toannexb", "-f", "h264",
            str(raw))
     data = bytearray(raw.read_bytes())
     # NAL units after 00 00 01; a non-IDR slice (type 1) whose first_mb_in_slice is not 0 (first bit 0)
@@ -75,21 +75,21 @@ def make_corpus(root: Path) -> dict[str, str]:
     """Write the corpus under `root`; returns {source relative to root: expected outcome}."""
     v = root / "real"
     v.mkdir(parents=True)
-    ffmpeg(*testsrc(2), *x264("keyint=12", "bframes=3", "b-pyramid=normal", "open-gop=1"), "-pix_fmt", "yuv420p",
+    ffmpeg(*lavfi_source(2), *x264("keyint=12", "bframes=3", "b-pyramid=normal", "open-gop=1"), "-pix_fmt", "yuv420p",
            str(v / "h264_bframes_open_gop.mp4"))
-    ffmpeg(*testsrc(1.2), "-c:v", "libxvid", "-bf", "2", "-q:v", "4", str(v / "xvid_packed_bframes.avi"))
+    ffmpeg(*lavfi_source(1.2), "-c:v", "libxvid", "-bf", "2", "-q:v", "4", str(v / "xvid_packed_bframes.avi"))
     # 26 of 40 frames dropped (a still scene): AVI keeps them as empty chunks, which decode to nothing
-    ffmpeg(*testsrc(1.6), "-vf", "select='not(between(n\\,2\\,12))*not(between(n\\,20\\,34))'", "-fps_mode",
+    ffmpeg(*lavfi_source(1.6), "-vf", "select='not(between(n\\,2\\,12))*not(between(n\\,20\\,34))'", "-fps_mode",
            "passthrough", "-c:v", "cinepak", str(v / "cinepak_dropped_frames.avi"))
-    ffmpeg(*testsrc(1.04), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'", *x264(),
+    ffmpeg(*lavfi_source(1.04), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'", *x264(),
            "-pix_fmt", "yuv420p", "-fps_mode", "passthrough", str(v / "variable_frame_rate.mp4"))
     ffmpeg("-display_rotation", "90", "-i", str(v / "h264_bframes_open_gop.mp4"), "-c", "copy",
            str(v / "phone_rotated.mp4"))
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=322x242:rate=25:duration=0.4,format=rgb24,crop=321:241",
            "-c:v", "mpeg4", "-q:v", "5", "-pix_fmt", "yuv420p", str(v / "odd_321x241.avi"))
-    ffmpeg(*testsrc(1), *x264(), "-pix_fmt", "yuv420p10le", str(v / "h264_10bit.mp4"))
-    ffmpeg(*testsrc(1), *x264(), "-pix_fmt", "yuv444p10le", str(v / "h264_444_10bit.mkv"))
-    ffmpeg(*testsrc(1), "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10:duration=1", "-map", "0", "-map", "1",
+    ffmpeg(*lavfi_source(1), *x264(), "-pix_fmt", "yuv420p10le", str(v / "h264_10bit.mp4"))
+    ffmpeg(*lavfi_source(1), *x264(), "-pix_fmt", "yuv444p10le", str(v / "h264_444_10bit.mkv"))
+    ffmpeg(*lavfi_source(1), "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10:duration=1", "-map", "0", "-map", "1",
            "-c:v", "mpeg4", str(v / "two_video_streams.mkv"))
     h264_with_a_stray_idr_slice(v / "h264_error_line_every_frame.mp4")
     ffmpeg("-ss", "0.5", "-i", str(v / "h264_bframes_open_gop.mp4"), "-t", "1", "-c", "copy",
@@ -97,12 +97,12 @@ def make_corpus(root: Path) -> dict[str, str]:
     bad = root / "bad"
     bad.mkdir()
     ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", "-c:a", "aac", str(bad / "audio_only.mp4"))
-    ffmpeg(*testsrc(2), "-c:v", "mpeg4", "-q:v", "3", str(bad / "ucf_like.avi"))
+    ffmpeg(*lavfi_source(2), "-c:v", "mpeg4", "-q:v", "3", str(bad / "ucf_like.avi"))
     data = (bad / "ucf_like.avi").read_bytes()
     (bad / "last_4kb_cut.avi").write_bytes(data[:-4096])
     (bad / "ucf_like.avi").unlink()
     fast = bad / "faststart.mp4"
-    ffmpeg(*testsrc(2), *x264(), "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(fast))
+    ffmpeg(*lavfi_source(2), *x264(), "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(fast))
     overwrite(bad / "garbage_over_one_frame.mp4", fast, 0.5, 64, seed=0)
     overwrite(bad / "garbage_over_many_frames.mp4", fast, 0.5, 1024, seed=0)
     (bad / "last_4kb_cut.mp4").write_bytes(fast.read_bytes()[:-4096])

@@ -97,6 +97,10 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
         listing = "\n".join(v.source for v in inputs.videos).encode()
         recorded["inputs"] = {"videos": len(inputs.videos), "sha1": hashlib.sha1(listing).hexdigest()}
     sink = ShardSink(out, name, recorded, inputs.classes, limit, *part, retry_failed=retry_failed)
+    if sink.legacy is not None:
+        info(f"{sink.path}: complete, written by an older make_shards (format version {sink.legacy.format_version}"
+             f", no frame times); kept as it is (delete the folder to rewrite it)")
+        return sink.legacy
     mine = shuffled_part(inputs.videos, seed, *part)
     problems = [p for i, p in enumerate(inputs.problems) if i % part[1] == part[0] - 1]
     skip = sink.done_keys | sink.done_sources

@@ -30,23 +30,31 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
 
 def ordered_map(fn: Callable[[J], R], jobs: Iterable[J], workers: int, window: int,
                 lost: Callable[[J, str], R]) -> Iterator[R]:
-    """fn over (hashable) jobs in `workers` processes, results in job order, at most `window` in flight.
+    """fn over jobs in `workers` processes, results in job order, at most `window` in flight.
 
-    `fn` must not raise. When a worker dies, the pool is replaced: jobs it left unfinished are tried once
-    more (after the results already finished), and a job unfinished twice yields `lost(job, reason)`
-    (an environment failure, not a bad input).
+    `fn` must not raise. When a worker dies, the pool is replaced and the jobs it left unfinished run
+    again one at a time (after the results that had finished), so the one that kills a worker is found
+    alone: it yields `lost(job, reason)`, an environment failure rather than a bad input; the rest go on.
     """
     if workers <= 1:
         yield from map(fn, jobs)
         return
-    todo, retried = iter(jobs), set[J]()
+    todo = iter(jobs)
     pending: deque[tuple[J, Future]] = deque()
-    retry: deque[J] = deque()
+    suspects: deque[J] = deque()
     pool: ProcessPoolExecutor | None = None
     try:
         while True:
             pool = pool or _new_pool(workers)
-            while len(pending) < window and (job := retry.popleft() if retry else next(todo, None)) is not None:
+            if suspects:
+                job = suspects.popleft()
+                try:
+                    yield pool.submit(fn, job).result()
+                except BrokenProcessPool:
+                    pool = _shut(pool)
+                    yield lost(job, LOST_WORKER)
+                continue
+            while len(pending) < window and (job := next(todo, None)) is not None:
                 pending.append((job, pool.submit(fn, job)))
             if not pending:
                 return
@@ -55,25 +63,15 @@ def ordered_map(fn: Callable[[J], R], jobs: Iterable[J], workers: int, window: i
                 yield future.result()
                 continue
             except BrokenProcessPool:
-                pass
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = None
-            unfinished = [job] + [j for j, f in pending if not (f.done() and f.exception() is None)]
-            finished = [f.result() for _, f in pending if f.done() and f.exception() is None]
+                pool = _shut(pool)
+            done = [(j, f) for j, f in pending if f.done() and f.exception() is None]
+            suspects.extend([job, *(j for j, f in pending if (j, f) not in done)])
             pending.clear()
-            yield from _unfinished(unfinished, finished, retried, retry, lost)
+            yield from (f.result() for _, f in done)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _unfinished(unfinished: list[J], finished: list[R], retried: set[J], retry: deque[J],
-                lost: Callable[[J, str], R]) -> Iterator[R]:
-    """Queue jobs a dead pool left for one more try; give up on those already retried."""
-    yield from finished
-    for job in unfinished:
-        if job in retried:
-            yield lost(job, LOST_WORKER)
-        else:
-            retried.add(job)
-            retry.append(job)
+def _shut(pool: ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)

@@ -85,6 +85,7 @@ class ShardSink:
         self._writer: ShardWriter | None = None
         self._bytes = 0
         self._open_warnings: list[ClipWarnings] = []
+        self.legacy: Manifest | None = None       # a complete folder of an older format, kept as it is
         self._resume(retry_failed)
 
     # -------------------------------------------------------------------------------------- resume
@@ -101,8 +102,12 @@ class ShardSink:
             return
         old = read_manifest(self.path)
         if old.format_version != FORMAT_VERSION:
-            raise UserError(f"{self.path}: written in shard format version {old.format_version}; this version "
-                            f"writes {FORMAT_VERSION}; use a new --out")
+            same = all(self.manifest.options.get(k) == v for k, v in old.options.items())
+            if old.complete and same and not retry_failed:
+                self.legacy = old
+                return
+            raise UserError(f"{self.path}: written in shard format version {old.format_version} (this version "
+                            f"writes {FORMAT_VERSION}); use a new --out, or delete the folder to rewrite it")
         if old.options != self.manifest.options:
             diff = [f"{k} {old.options.get(k)!r} -> {self.manifest.options.get(k)!r}"
                     for k in sorted(set(old.options) | set(self.manifest.options))
