@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -204,3 +205,40 @@ def test_kill_9_leaves_no_worker_or_ffmpeg_behind(tmp_path: Path) -> None:
     while time.monotonic() < deadline and any(_alive(p) for p in tree):
         time.sleep(0.05)
     assert not [p for p in tree if _alive(p)], "processes left behind after kill -9"
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = load_tool("make_shards")
+    from pipeline.shard_format import ShardWriter
+    real_add, calls = ShardWriter.add, []
+
+    def add_until_full(self, *args):
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        calls.append(1)
+        real_add(self, *args)
+
+    monkeypatch.setattr(ShardWriter, "add", add_until_full)
+    out = tmp_path / "o"
+    with pytest.raises(tool.EnvironmentFailure, match="no space left"):
+        tool.make_shards(videos, out, shard_size="2clips", workers=1)
+    stopped = sf.read_manifest(out)
+    assert len(stopped.shards) == 2 and not stopped.complete and not list(out.glob("*.tmp"))
+    assert [f.source for f in stopped.failures] in ([], ["C0/broken.avi"])     # nothing blamed on the inputs
+    monkeypatch.undo()
+    resumed = tool.make_shards(videos, out, shard_size="2clips", workers=1)
+    assert resumed.complete and len(keys_of(resumed)) == 12 == len(set(keys_of(resumed)))
+
+
+def test_out_of_memory_in_a_worker_is_an_environment_failure(videos: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    load_tool("make_shards")
+    decode = sys.modules["sharding.decode"]
+
+    def no_memory(*_):
+        raise MemoryError
+
+    monkeypatch.setattr(decode, "encode_jpeg", no_memory)
+    job = decode.DecodeJob(str(videos / "C0" / "clip0.avi"), "C0/clip0.avi", "k", "C0", 0, decode.DecodeOptions())
+    result = decode.decode_video(job)
+    assert result.deferred == "out of memory" and result.error is None and result.frames is None

@@ -62,6 +62,9 @@ def find_inputs(src: Path, split: str | None) -> InputSet:
         raise UserError(str(e)) from None
     if not inputs.videos and not inputs.problems:
         raise UserError(f"{src}: no videos found (looked for .avi .mp4 .mkv .webm .mov in every sub-folder)")
+    unreadable_root = [reason for source, reason in inputs.problems if source == "./"]
+    if unreadable_root:
+        raise UserError(f"{src}: {unreadable_root[0].split(':')[0]}")
     return inputs
 
 

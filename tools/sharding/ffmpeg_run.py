@@ -21,8 +21,6 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from sharding.process_tree import die_with_parent
-
 FIRST_MESSAGES = 5                 # message lines kept per clip (all are counted)
 _ERROR_LEVELS = ("error", "fatal", "panic")
 _LINE = re.compile(r"^(?P<ctx>(?:\[[^\]]*\] )*)\[(?P<level>panic|fatal|error|warning|info|verbose|debug|trace)\] "
@@ -118,9 +116,10 @@ def run_ffmpeg(path: str, settings: FfmpegSettings, on_frame: Callable[[Image.Im
     """Decode `path`, calling on_frame per frame in order; exceptions from on_frame stop ffmpeg and propagate."""
     stats_read, stats_write = os.pipe()
     try:
+        # no preexec_fn (it would cost a full fork per clip): if this process dies, ffmpeg's next write
+        # to its stdout fails (EPIPE) and it exits
         proc = subprocess.Popen(ffmpeg_command(path, settings, stats_write), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(stats_write,),
-                                preexec_fn=die_with_parent)  # noqa: PLW1509 (one prctl call, no locks)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(stats_write,))
     except BaseException:
         os.close(stats_read)
         raise

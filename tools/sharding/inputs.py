@@ -76,7 +76,7 @@ def _list_videos(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
                 continue
             seen.add((info.st_dev, info.st_ino))
             with os.scandir(folder) as it:
-                entries = list(it)
+                entries = sorted(it, key=lambda e: e.name, reverse=True)   # the same walk on every machine
         except OSError as e:
             reason = f"folder not readable ({e.strerror}): the videos in it are not listed"
             problems.append((_source(folder, root) + "/", reason))

@@ -1,8 +1,8 @@
-"""Child processes that die with their parent: `kill -9` of make_shards leaves no workers or ffmpeg behind.
+"""Worker processes that die with their parent: `kill -9` of make_shards leaves no workers or ffmpeg behind.
 
 Linux delivers a chosen signal to a process when the thread that created it exits
-(`prctl(PR_SET_PDEATHSIG)`); pool workers and every ffmpeg child ask for SIGKILL. Elsewhere this is a
-no-op, and workers still notice a dead parent through their broken pipes.
+(`prctl(PR_SET_PDEATHSIG)`); pool workers ask for SIGKILL. A worker's ffmpeg child then exits at its
+next write, which fails (EPIPE) once the worker's end of the pipe is closed. Elsewhere this is a no-op.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platfo
 
 
 def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent exits (call in the child, e.g. preexec_fn)."""
+    """Ask the kernel to SIGKILL this process when its parent exits (call in the child)."""
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 

@@ -174,6 +174,9 @@ class ShardSink:
     def abort(self) -> None:
         """Drop the unfinished shard (its clips will be redone by the next run)."""
         if self._writer is not None:
-            self._writer.abort()
+            try:
+                self._writer.abort()
+            except OSError:                        # e.g. the disk is full: flushing the tar fails too
+                self._writer.tmp_path.unlink(missing_ok=True)
             self._writer = None
             self._open_warnings = []
