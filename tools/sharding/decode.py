@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sharding.ffmpeg_run import FfmpegRun, FfmpegSettings, run_ffmpeg
+from sharding.ffmpeg_run import DecoderUnavailable, FfmpegRun, FfmpegSettings, run_ffmpeg
+from sharding.judge import Verdict, judge
 from sharding.judge import is_variable_frame_rate as is_vfr
-from sharding.judge import judge
 from sharding.probe import NotAVideo, StreamFacts, probe_stream
 
 # A decoder that crashes on a file is a bad input (recorded; --retry-failed retries it). Any other
@@ -117,6 +117,8 @@ def _decode(job: DecodeJob) -> DecodeResult:
 
     try:
         run = run_ffmpeg(job.path, FfmpegSettings(opts.fps, opts.short_side, opts.max_frames), keep)
+    except DecoderUnavailable as e:
+        return DecodeResult(job.key, job.source, deferred=str(e))
     except (ValueError, OSError) as e:
         if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
             raise
@@ -138,23 +140,26 @@ def _decode(job: DecodeJob) -> DecodeResult:
 
 def _judged(job: DecodeJob, facts: StreamFacts, run: FfmpegRun, frames: list[bytes],
             size: tuple[int, int]) -> DecodeResult:
-    opts, notes = job.options, []
+    opts, notes, messages = job.options, [], run.messages
     times = run.times
-    if np.isnan(times).any():
+    if np.isnan(times).any():             # cannot judge by outcome without times: keep what decoded
         interval = 1 / opts.fps if opts.fps else facts.frame_interval or 0.04
         times = np.arange(len(frames)) * interval
         notes.append(f"the decoder gave no timestamps; stored times are frame index x {interval:.4g} s")
+        verdict = Verdict(None)
+    else:
+        verdict = judge(facts, np.sort(times), resampled_interval=1 / opts.fps if opts.fps else None,
+                        stopped_at_limit=bool(opts.max_frames and len(frames) >= opts.max_frames))
     if run.returncode != 0:
         notes.append(f"ffmpeg exit status {run.returncode}")
-    verdict = judge(facts, np.sort(times), resampled_interval=1 / opts.fps if opts.fps else None,
-                    stopped_at_limit=bool(opts.max_frames and len(frames) >= opts.max_frames))
     if verdict.problem and not opts.keep_damaged:
-        return DecodeResult(job.key, job.source, error=f"{verdict.problem} (--keep-damaged keeps such clips)")
+        said = messages.first_error or (messages.first[0] if messages.first else "")
+        return DecodeResult(job.key, job.source, error=f"{verdict.problem}{f'; ffmpeg said {said!r}' if said else ''}"
+                                                       " (--keep-damaged keeps such clips)")
     if len(frames) < opts.min_frames:
         return DecodeResult(job.key, job.source,
                             error=f"too short: {len(frames)} frames < --min-frames {opts.min_frames}")
     notes += [*verdict.notes, *([f"{verdict.problem}; kept (--keep-damaged)"] if verdict.problem else [])]
-    messages = run.messages
     first = (*(f"make_shards: {n}" for n in notes), *messages.first)
     meta = {"class_name": job.class_name, "label": job.label, "source": job.source,
             "fps": float(opts.fps or facts.rate), "vfr": is_vfr(times, run.tick),

@@ -29,6 +29,10 @@ _LINE = re.compile(r"^(?P<ctx>(?:\[[^\]]*\] )*)\[(?P<level>panic|fatal|error|war
 _BENIGN = re.compile(r"non monotonically increasing dts|deprecated pixel format used")
 
 
+class DecoderUnavailable(RuntimeError):
+    """ffmpeg could not be started (a problem of the machine, not of the video)."""
+
+
 @dataclass(frozen=True)
 class FfmpegSettings:
     """What the decode produces: every frame (or resampled to fps), optionally resized, at most max_frames."""
@@ -120,8 +124,10 @@ def run_ffmpeg(path: str, settings: FfmpegSettings, on_frame: Callable[[Image.Im
         # to its stdout fails (EPIPE) and it exits
         proc = subprocess.Popen(ffmpeg_command(path, settings, stats_write), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(stats_write,))
-    except BaseException:
+    except BaseException as e:
         os.close(stats_read)
+        if isinstance(e, (OSError, RuntimeError)):
+            raise DecoderUnavailable(f"cannot start ffmpeg: {e}") from e
         raise
     finally:
         os.close(stats_write)
