@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -12,32 +11,20 @@ import tarfile
 from pathlib import Path
 
 import av
-import imageio_ffmpeg
 import numpy as np
 import pytest
 from conftest import REPO, load_tool
 from PIL import Image
+from video_corpus import ffmpeg, ffmpeg_frame_count, lavfi_source
 
 from pipeline import shard_format as sf
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 TOOL = str(REPO / "tools" / "make_shards.py")
-SIZE = "64x48"
-
-
-def _ffmpeg(*args: str) -> None:
-    subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)
 
 
 def _testsrc(frames: int) -> list[str]:
-    return ["-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate=25:duration={frames / 25}"]
-
-
-def ffmpeg_frame_count(path: Path) -> int:
-    """ffmpeg's own count of the frames it decodes from the first video stream."""
-    err = subprocess.run([FFMPEG, "-nostdin", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-                          "-f", "null", "-"], capture_output=True, check=False, text=True).stderr
-    return int(re.findall(r"frame=\s*(\d+)", err)[-1])
+    """testsrc2 at 64x48, 25 frames/s, this many frames."""
+    return lavfi_source(frames / 25)
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +33,21 @@ def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("videos")
     (root / "A").mkdir()
     (root / "B").mkdir()
-    _ffmpeg(*_testsrc(30), "-c:v", "mpeg4", "-q:v", "3", str(root / "A" / "mpeg4.avi"))
-    _ffmpeg(*_testsrc(27), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+    ffmpeg(*_testsrc(30), "-c:v", "mpeg4", "-q:v", "3", str(root / "A" / "mpeg4.avi"))
+    ffmpeg(*_testsrc(27), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
             str(root / "A" / "h264.mp4"))
-    _ffmpeg(*_testsrc(22), "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(root / "B" / "mjpeg.mkv"))
+    ffmpeg(*_testsrc(22), "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(root / "B" / "mjpeg.mkv"))
     # variable frame rate: frames 10.. come 0.3 s later, and some frames are 1/50 s apart
-    _ffmpeg(*_testsrc(26), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'",
+    ffmpeg(*_testsrc(26), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'",
             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
             str(root / "B" / "vfr.mp4"))
-    _ffmpeg(*_testsrc(25), "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4",
+    ffmpeg(*_testsrc(25), "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4",
             "-c:a", "aac", "-shortest", str(root / "B" / "with audio.mov"))          # also a space in the name
     (root / "B" / "empty.avi").write_bytes(b"")
     (root / "B" / "notes.mp4").write_text("this is not a video\n")
     data = (root / "A" / "mpeg4.avi").read_bytes()
     (root / "B" / "truncated.avi").write_bytes(data[:len(data) // 2])
-    _ffmpeg(*_testsrc(5), "-c:v", "mpeg4", str(root / "B" / "short.avi"))
+    ffmpeg(*_testsrc(5), "-c:v", "mpeg4", str(root / "B" / "short.avi"))
     (root / "B" / "readme.txt").write_text("ignored: not a video extension\n")
     return root
 
