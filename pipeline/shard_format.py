@@ -1,10 +1,13 @@
-"""The clip-shard format (version 1): names, byte layouts, and the readers and writers everyone shares.
+"""The clip-shard format (version 2): names, byte layouts, and the readers and writers everyone shares.
 
-One WebDataset sample = one clip, stored as three tar members:
+One WebDataset sample = one clip, stored as these tar members, in this order:
 
     <key>.frames   the clip's frames as baseline JPEGs, concatenated in order
     <key>.offsets  n+1 little-endian uint32 byte offsets into .frames (frame i = frames[off[i]:off[i+1]])
-    <key>.json     metadata: key, class_name, label, source, fps, n_frames, height, width
+    <key>.pts      n little-endian float64: frame i's presentation time in seconds (new in version 2)
+    <key>.json     metadata: key, class_name, label, source, fps, vfr, n_frames, height, width
+
+Version 1 shards (no `.pts`) still load: `Clip.pts` is then None.
 
 Beside every `<name>-NNNNNN.tar` lies `<name>-NNNNNN.idx`, a DALI index (v1.2), and the folder holds
 `manifest.json` (see `Manifest`). Keys contain no dots (DALI and WebDataset split names at the first dot).
@@ -25,13 +28,17 @@ from typing import Any
 import numpy as np
 
 FORMAT_NAME = "siammae-clip-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FRAMES_EXT = "frames"
 OFFSETS_EXT = "offsets"
+PTS_EXT = "pts"
 META_EXT = "json"
-EXTENSIONS = (FRAMES_EXT, OFFSETS_EXT, META_EXT)   # member order inside a sample
+EXTENSIONS = (FRAMES_EXT, OFFSETS_EXT, PTS_EXT, META_EXT)   # member order inside a sample
+REQUIRED_EXTENSIONS = (FRAMES_EXT, OFFSETS_EXT, META_EXT)   # every version has these
 MANIFEST_NAME = "manifest.json"
 OFFSETS_DTYPE = np.dtype("<u4")
+PTS_DTYPE = np.dtype("<f8")
 DALI_INDEX_VERSION = "v1.2"
 MAX_KEY_LENGTH = 90                                  # + ".offsets" stays inside USTAR's 100-char names
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -56,6 +63,18 @@ def decode_offsets(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=OFFSETS_DTYPE).astype(np.int64)
 
 
+def encode_pts(pts: Sequence[float] | np.ndarray) -> bytes:
+    """Frame times in seconds [n] -> the `.pts` member (little-endian float64)."""
+    return np.asarray(pts, dtype=np.float64).astype(PTS_DTYPE).tobytes()
+
+
+def decode_pts(data: bytes, n_frames: int) -> np.ndarray:
+    """The `.pts` member -> float64 seconds [n_frames]; checks it has one time per frame."""
+    if len(data) != n_frames * PTS_DTYPE.itemsize:
+        raise ValueError(f"pts member has {len(data)} bytes, expected {n_frames} x {PTS_DTYPE.itemsize}")
+    return np.frombuffer(data, dtype=PTS_DTYPE).astype(np.float64)
+
+
 def join_frames(frames: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
     """JPEG byte strings -> (the `.frames` blob, offsets [n+1])."""
     offsets = np.zeros(len(frames) + 1, dtype=np.int64)
@@ -78,6 +97,7 @@ class Clip:
     frames_bytes: bytes
     offsets: np.ndarray            # int64 [n_frames + 1]
     meta: dict[str, Any]
+    pts: np.ndarray | None = None  # float64 [n_frames] presentation times in seconds; None in version 1
 
     @property
     def n_frames(self) -> int:
@@ -135,7 +155,7 @@ def _grouped_members(tar: tarfile.TarFile, path: Path) -> Iterator[tuple[str, di
 
 
 def _check_sample(path: Path, key: str, group: dict[str, tarfile.TarInfo]) -> None:
-    missing = [e for e in EXTENSIONS if e not in group]
+    missing = [e for e in REQUIRED_EXTENSIONS if e not in group]
     if missing:
         raise ValueError(f"{path}: sample {key!r} lacks member(s) {', '.join('.' + m for m in missing)}")
 
@@ -146,8 +166,10 @@ def iter_clips(tar_path: str | os.PathLike) -> Iterator[Clip]:
     with tarfile.open(path, "r:") as tar:
         for key, group in _grouped_members(tar, path):
             _check_sample(path, key, group)
-            data = {ext: tar.extractfile(group[ext]).read() for ext in EXTENSIONS}
-            yield Clip(key, data[FRAMES_EXT], decode_offsets(data[OFFSETS_EXT]), json.loads(data[META_EXT]))
+            data = {ext: tar.extractfile(group[ext]).read() for ext in EXTENSIONS if ext in group}
+            offsets = decode_offsets(data[OFFSETS_EXT])
+            pts = decode_pts(data[PTS_EXT], len(offsets) - 1) if PTS_EXT in data else None
+            yield Clip(key, data[FRAMES_EXT], offsets, json.loads(data[META_EXT]), pts)
 
 
 def clip_frame_table(tar_path: str | os.PathLike) -> list[ClipLocation]:
@@ -185,15 +207,21 @@ class ShardWriter:
         self.frames = 0
         self.keys: list[str] = []
 
-    def add(self, key: str, frames: Sequence[bytes], meta: dict[str, Any]) -> None:
-        """Append one clip (JPEG byte strings in order); meta is stored as given plus key and n_frames."""
+    def add(self, key: str, frames: Sequence[bytes], meta: dict[str, Any],
+            pts: Sequence[float] | np.ndarray | None = None) -> None:
+        """Append one clip (JPEG byte strings in order, their times in seconds [n] if known);
+        meta is stored as given plus key and n_frames."""
         if not is_valid_key(key):
             raise ValueError(f"invalid clip key {key!r}: use at most {MAX_KEY_LENGTH} chars of [A-Za-z0-9_-]")
+        if pts is not None and len(pts) != len(frames):
+            raise ValueError(f"{key}: {len(pts)} timestamps for {len(frames)} frames")
         blob, offsets = join_frames(frames)
         meta = {**meta, "key": key, "n_frames": len(frames)}
         members = {FRAMES_EXT: blob, OFFSETS_EXT: encode_offsets(offsets),
                    META_EXT: json.dumps(meta, sort_keys=True).encode()}
-        for ext in EXTENSIONS:
+        if pts is not None:
+            members[PTS_EXT] = encode_pts(pts)
+        for ext in (e for e in EXTENSIONS if e in members):
             info = tarfile.TarInfo(f"{key}.{ext}")
             info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644
             info.uname = info.gname = ""
@@ -288,6 +316,16 @@ class Failure:
     reason: str
 
 
+@dataclass(frozen=True)
+class ClipWarnings:
+    """A kept clip whose decoding printed messages: how many, and the first few."""
+
+    source: str
+    key: str
+    count: int
+    first: tuple[str, ...]
+
+
 @dataclass
 class Manifest:
     """`manifest.json`: what a shard folder holds and how it was made."""
@@ -296,6 +334,7 @@ class Manifest:
     options: dict[str, Any]
     shards: list[ShardInfo] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    warnings: list[ClipWarnings] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     complete: bool = False
     format_version: int = FORMAT_VERSION
@@ -316,32 +355,42 @@ class Manifest:
             "format": FORMAT_NAME, "format_version": self.format_version, "name": self.name,
             "complete": self.complete, "options": self.options, "classes": self.classes,
             "totals": {"shards": len(self.shards), "clips": self.clips, "frames": self.frames,
-                       "bytes": sum(s.bytes for s in self.shards), "failures": len(self.failures)},
+                       "bytes": sum(s.bytes for s in self.shards), "failures": len(self.failures),
+                       "clips_with_warnings": len(self.warnings)},
             "shards": [{"tar": rel(s.tar), "index": rel(s.index), "clips": s.clips, "frames": s.frames,
                         "bytes": s.bytes} for s in self.shards],
             "failures": [asdict(f) for f in self.failures],
+            "clip_warnings": [{"source": w.source, "key": w.key,
+                               "warnings": {"count": w.count, "first": list(w.first)}} for w in self.warnings],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], root: Path) -> Manifest:
         if data.get("format") != FORMAT_NAME:
             raise ValueError(f"{root}: not a {FORMAT_NAME} manifest")
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(f"{root}: manifest format version {data.get('format_version')}, "
-                             f"this code reads version {FORMAT_VERSION}")
+                             f"this code reads versions {', '.join(map(str, READABLE_VERSIONS))}")
         shards = [ShardInfo(root / s["tar"], root / s["index"], int(s["clips"]), int(s["frames"]),
                             int(s["bytes"])) for s in data["shards"]]
+        warnings = [ClipWarnings(w["source"], w["key"], int(w["warnings"]["count"]), tuple(w["warnings"]["first"]))
+                    for w in data.get("clip_warnings", [])]
         return cls(name=data["name"], options=data["options"], shards=shards,
-                   failures=[Failure(**f) for f in data["failures"]], classes=list(data.get("classes", [])),
-                   complete=bool(data["complete"]), format_version=data["format_version"])
+                   failures=[Failure(**f) for f in data["failures"]], warnings=warnings,
+                   classes=list(data.get("classes", [])), complete=bool(data["complete"]),
+                   format_version=data["format_version"])
 
 
 def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
-    """Write atomically (temp + rename), so a reader never sees half a manifest."""
+    """Write atomically (a temp file of this process + rename), so a reader never sees half a manifest,
+    also when several processes (parts) write the same manifest at once."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest.to_json(path.parent), indent=1) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(manifest.to_json(path.parent), indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_manifest(root: str | os.PathLike) -> Manifest:

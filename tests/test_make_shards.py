@@ -4,39 +4,27 @@ from __future__ import annotations
 
 import io
 import json
-import re
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import av
-import imageio_ffmpeg
 import numpy as np
 import pytest
 from conftest import REPO, load_tool
 from PIL import Image
+from video_corpus import ffmpeg, ffmpeg_frame_count, lavfi_source
 
 from pipeline import shard_format as sf
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 TOOL = str(REPO / "tools" / "make_shards.py")
-SIZE = "64x48"
-
-
-def _ffmpeg(*args: str) -> None:
-    subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)
 
 
 def _testsrc(frames: int) -> list[str]:
-    return ["-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate=25:duration={frames / 25}"]
-
-
-def ffmpeg_frame_count(path: Path) -> int:
-    """ffmpeg's own count of the frames it decodes from the first video stream."""
-    err = subprocess.run([FFMPEG, "-nostdin", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-                          "-f", "null", "-"], capture_output=True, check=False, text=True).stderr
-    return int(re.findall(r"frame=\s*(\d+)", err)[-1])
+    """testsrc2 at 64x48, 25 frames/s, this many frames."""
+    return lavfi_source(frames / 25)
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +33,21 @@ def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("videos")
     (root / "A").mkdir()
     (root / "B").mkdir()
-    _ffmpeg(*_testsrc(30), "-c:v", "mpeg4", "-q:v", "3", str(root / "A" / "mpeg4.avi"))
-    _ffmpeg(*_testsrc(27), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+    ffmpeg(*_testsrc(30), "-c:v", "mpeg4", "-q:v", "3", str(root / "A" / "mpeg4.avi"))
+    ffmpeg(*_testsrc(27), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
             str(root / "A" / "h264.mp4"))
-    _ffmpeg(*_testsrc(22), "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(root / "B" / "mjpeg.mkv"))
+    ffmpeg(*_testsrc(22), "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(root / "B" / "mjpeg.mkv"))
     # variable frame rate: frames 10.. come 0.3 s later, and some frames are 1/50 s apart
-    _ffmpeg(*_testsrc(26), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'",
+    ffmpeg(*_testsrc(26), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'",
             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
             str(root / "B" / "vfr.mp4"))
-    _ffmpeg(*_testsrc(25), "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4",
+    ffmpeg(*_testsrc(25), "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4",
             "-c:a", "aac", "-shortest", str(root / "B" / "with audio.mov"))          # also a space in the name
     (root / "B" / "empty.avi").write_bytes(b"")
     (root / "B" / "notes.mp4").write_text("this is not a video\n")
     data = (root / "A" / "mpeg4.avi").read_bytes()
     (root / "B" / "truncated.avi").write_bytes(data[:len(data) // 2])
-    _ffmpeg(*_testsrc(5), "-c:v", "mpeg4", str(root / "B" / "short.avi"))
+    ffmpeg(*_testsrc(5), "-c:v", "mpeg4", str(root / "B" / "short.avi"))
     (root / "B" / "readme.txt").write_text("ignored: not a video extension\n")
     return root
 
@@ -145,11 +133,11 @@ def test_resume_after_an_interrupted_run(video_dir: Path, shards: Path, tmp_path
     from sharding.writer import ShardSink
     real_add, calls = ShardSink.add, []
 
-    def add_then_die(self, key, frames, meta):
+    def add_then_die(self, key, *args):
         if len(calls) == 3:
             raise KeyboardInterrupt
         calls.append(key)
-        real_add(self, key, frames, meta)
+        real_add(self, key, *args)
 
     out = tmp_path / "out"
     monkeypatch.setattr(ShardSink, "add", add_then_die)
@@ -200,23 +188,52 @@ def test_options_fps_short_side_max_frames(video_dir: Path, tmp_path: Path) -> N
         assert Image.open(io.BytesIO(clip.frame(0))).size == (42, 32) == (clip.meta["width"], clip.meta["height"])
 
 
-def test_bad_arguments_exit_with_one_line(tmp_path: Path) -> None:
+def test_bad_arguments_exit_with_one_line(video_dir: Path, tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, TOOL, str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
                              capture_output=True, check=False, text=True)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     (tmp_path / "file").write_text("x")
-    unwritable = subprocess.run([sys.executable, TOOL, str(tmp_path), "--out", str(tmp_path / "file" / "o")],
+    unwritable = subprocess.run([sys.executable, TOOL, str(video_dir), "--out", str(tmp_path / "file" / "o")],
                                 capture_output=True, check=False, text=True)
     assert unwritable.returncode == 2 and "output folder" in unwritable.stderr
     assert len(unwritable.stderr.strip().splitlines()) == 1
 
 
-def test_tarfile_sees_three_members_per_clip(shards: Path) -> None:
+@pytest.mark.parametrize("source", ["empty_folder", "a_file.mp4", "only_text"])
+def test_an_empty_or_missing_source_is_an_error_and_writes_nothing(tmp_path: Path, source: str) -> None:
+    """The old make_shards wrote a complete 0-clip manifest, after which added videos were never sharded."""
+    src = tmp_path / source
+    if source == "a_file.mp4":
+        src.write_bytes(b"\x00" * 100)
+    else:
+        src.mkdir()
+        if source == "only_text":
+            (src / "readme.txt").write_text("no videos here\n")
+    r = subprocess.run([sys.executable, TOOL, str(src), "--out", str(tmp_path / "o")], capture_output=True,
+                       check=False, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(src) in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_videos_added_after_a_complete_run_are_sharded_by_a_rerun(video_dir: Path, tmp_path: Path) -> None:
+    tool = load_tool("make_shards")
+    src = tmp_path / "src"
+    (src / "A").mkdir(parents=True)
+    (src / "A" / "one.avi").write_bytes((video_dir / "A" / "mpeg4.avi").read_bytes())
+    assert tool.make_shards(src, tmp_path / "o", workers=1).clips == 1
+    (src / "A" / "two.mp4").write_bytes((video_dir / "A" / "h264.mp4").read_bytes())
+    again = tool.make_shards(src, tmp_path / "o", workers=1)
+    assert again.complete and again.clips == 2 and len(again.shards) == 2
+
+
+def test_tarfile_sees_four_members_per_clip(shards: Path) -> None:
     for shard in sf.list_shards(shards):
         with tarfile.open(shard.tar) as tar:
             names = tar.getnames()
-        assert len(names) == 3 * shard.clips
-        assert {n.split(".", 1)[1] for n in names} == {"frames", "offsets", "json"}
+        assert len(names) == 4 * shard.clips
+        assert [n.split(".", 1)[1] for n in names[:4]] == ["frames", "offsets", "pts", "json"]
+        assert " pts " in shard.index.read_text().splitlines()[1]          # DALI's index lists it too
+        assert sf.read_manifest(shards).format_version == 2
 
 
 def test_webdataset_reads_the_shards(shards: Path) -> None:
@@ -228,6 +245,7 @@ def test_webdataset_reads_the_shards(shards: Path) -> None:
         clip = expected[sample["__key__"]]
         assert sample["frames"] == clip.frames_bytes
         np.testing.assert_array_equal(sf.decode_offsets(sample["offsets"]), clip.offsets)
+        np.testing.assert_array_equal(sf.decode_pts(sample["pts"], clip.n_frames), clip.pts)
         assert json.loads(sample["json"]) == clip.meta
         seen += 1
     assert seen == len(expected)
@@ -243,14 +261,16 @@ def test_dali_reads_the_shards_with_the_written_index(shards: Path) -> None:
     def pipe():
         return tuple(fn.readers.webdataset(paths=[str(s.tar) for s in infos],
                                            index_paths=[str(s.index) for s in infos],
-                                           ext=["frames", "offsets", "json"], missing_component_behavior="error"))
+                                           ext=["frames", "offsets", "pts", "json"],
+                                           missing_component_behavior="error"))
 
     p = pipe()
     p.build()
-    frames, offsets, meta = p.run()
+    frames, offsets, pts, meta = p.run()
     for k, clip in enumerate(expected):
         assert np.array(frames.at(k)).tobytes() == clip.frames_bytes
         assert np.array(offsets.at(k)).tobytes() == sf.encode_offsets(clip.offsets)
+        assert np.array(pts.at(k)).tobytes() == sf.encode_pts(clip.pts)
         assert json.loads(np.array(meta.at(k)).tobytes()) == clip.meta
 
 
@@ -269,3 +289,20 @@ def test_synthetic_shards_fixture(synthetic_shards: Path, synthetic_root: Path) 
     assert manifest.complete and manifest.clips == 6 and not manifest.failures
     assert manifest.classes == [line.split()[1] for line in
                                 (synthetic_root / "ucfTrainTestlist" / "classInd.txt").read_text().splitlines()]
+
+
+def test_a_complete_folder_of_format_1_is_kept_an_incomplete_one_refused(video_dir: Path, shards: Path,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "old"
+    shutil.copytree(shards, out)
+    raw = json.loads((out / "manifest.json").read_text())
+    raw["format_version"] = 1
+    del raw["options"]["strict"]                        # options version 1 did not have
+    (out / "manifest.json").write_text(json.dumps(raw))
+    argv = [sys.executable, TOOL, str(video_dir), "--out", str(out), "--shard-size", "2clips"]
+    kept = subprocess.run(argv, capture_output=True, check=False, text=True)
+    assert kept.returncode == 0 and "older make_shards" in kept.stderr
+    assert json.loads((out / "manifest.json").read_text())["format_version"] == 1
+    (out / "manifest.json").write_text(json.dumps(raw | {"complete": False}))
+    refused = subprocess.run(argv, capture_output=True, check=False, text=True)
+    assert refused.returncode == 2 and "format version 1" in refused.stderr

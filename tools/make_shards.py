@@ -2,48 +2,42 @@
 """Turn a folder of videos (a UCF101 tree or any videos) into WebDataset clip shards for the DALI loader.
 
     python tools/make_shards.py SRC --out shards/ [--split trainlist01] [--workers N] [--part K/N]
+    python tools/make_shards.py --merge shards/          # after all --part K/N runs
 
 Each video is decoded once by ffmpeg in a process pool; every decoded frame becomes a checked baseline
-JPEG; clips are shuffled (seeded) and written to OUT/<name>-NNNNNN.tar with a DALI index each and
-OUT/manifest.json. Rerunning the same command resumes; bad inputs are recorded, never fatal.
-Format: pipeline/shard_format.py and shards/README.md.
+JPEG with its presentation time; clips are judged by outcome (do the frames cover the stream?), shuffled
+(seeded) and written to OUT/<name>-NNNNNN.tar with a DALI index each and OUT/manifest.json. Rerunning the
+same command resumes; bad inputs are recorded, never fatal. Format: pipeline/shard_format.py, shards/README.md.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import sys
 import time
-from collections import Counter, deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sharding.decode import DecodeJob, DecodeOptions, DecodeResult, decode_video
-from sharding.inputs import collect_inputs, shuffled_part
-from sharding.writer import ShardLimit, ShardSink
+from sharding.decode import DecodeJob, DecodeOptions, decode_video, lost_job
+from sharding.inputs import InputSet, collect_inputs, shuffled_part
+from sharding.merge import merge_if_complete, merge_parts
+from sharding.pool import ordered_map
+from sharding.writer import ShardLimit, ShardSink, check_partitioning
 
-from pipeline.shard_format import Manifest
-from siammae_common.console import UserError, info, progress
+from pipeline.shard_format import Manifest, is_valid_key
+from siammae_common.console import UserError, info, progress, warn
 
 
-def ordered_map(jobs: Iterable[DecodeJob], workers: int, window: int) -> Iterator[DecodeResult]:
-    """decode_video over jobs in a process pool, results in job order, at most `window` in flight."""
-    if workers <= 1:
-        yield from map(decode_video, jobs)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future] = deque()
-        for job in jobs:
-            pending.append(pool.submit(decode_video, job))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+class EnvironmentFailure(click.ClickException):
+    """The machine, not the input, stopped the run (a full disk): one line, exit status 1, shards kept."""
+
+    exit_code = 1
 
 
 def parse_part(text: str) -> tuple[int, int]:
@@ -56,19 +50,25 @@ def parse_part(text: str) -> tuple[int, int]:
     return k, n
 
 
-def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None = None,
-                options: DecodeOptions | None = None, shard_size: str = "1GB", seed: int = 0,
-                part: tuple[int, int] = (1, 1), workers: int | None = None,
-                show_progress: bool | None = None) -> Manifest:
-    """Shard every video under `src` into `out`; returns the (part's) manifest. Resumes when rerun."""
-    options = options or DecodeOptions()
+def find_inputs(src: Path, split: str | None) -> InputSet:
+    """The inputs under SRC; UserError when SRC is missing, not a folder, or holds no video at all."""
     if not src.exists():
         raise UserError(f"{src}: no such file or directory")
+    if not src.is_dir():
+        raise UserError(f"{src}: not a folder (give the folder that holds the videos)")
     try:
-        limit = ShardLimit.parse(shard_size)
         inputs = collect_inputs(src.resolve(), split)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
+    if not inputs.videos and not inputs.problems:
+        raise UserError(f"{src}: no videos found (looked for .avi .mp4 .mkv .webm .mov in every sub-folder)")
+    unreadable_root = [reason for source, reason in inputs.problems if source == "./"]
+    if unreadable_root:
+        raise UserError(f"{src}: {unreadable_root[0].split(':')[0]}")
+    return inputs
+
+
+def prepare_out(out: Path, parts: int) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -76,56 +76,96 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
         probe.unlink()
     except OSError as e:
         raise UserError(f"{out}: output folder is not writable ({e.strerror})") from None
+    check_partitioning(out, parts)
+
+
+def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None = None,
+                options: DecodeOptions | None = None, shard_size: str = "1GB", seed: int = 0,
+                part: tuple[int, int] = (1, 1), workers: int | None = None, retry_failed: bool = False,
+                show_progress: bool | None = None) -> Manifest:
+    """Shard every video under `src` into `out`; returns the (part's) manifest. Resumes when rerun.
+
+    The manifest is complete unless some clips met an environment failure (they are retried by a rerun).
+    """
+    options = options or DecodeOptions()
+    try:
+        limit = ShardLimit.parse(shard_size)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    inputs = find_inputs(src, split)
+    prepare_out(out, part[1])
     recorded = {"source": str(src.resolve()), "split": split, "name": name, "seed": seed,
                 "shard_size": shard_size, "part": f"{part[0]}/{part[1]}", **asdict(options)}
-    sink = ShardSink(out, name, recorded, inputs.classes, limit, *part)
-    if sink.manifest.complete:
+    if part[1] > 1:    # parts must all see the same listing, or the shuffle would assign clips differently
+        listing = "\n".join(v.source for v in inputs.videos).encode()
+        recorded["inputs"] = {"videos": len(inputs.videos), "sha1": hashlib.sha1(listing).hexdigest()}
+    sink = ShardSink(out, name, recorded, inputs.classes, limit, *part, retry_failed=retry_failed)
+    if sink.legacy is not None:
+        info(f"{sink.path}: complete, written by an older make_shards (format version {sink.legacy.format_version}"
+             f", no frame times); kept as it is (delete the folder to rewrite it)")
+        return sink.legacy
+    mine = shuffled_part(inputs.videos, seed, *part)
+    problems = [p for i, p in enumerate(inputs.problems) if i % part[1] == part[0] - 1]
+    skip = sink.done_keys | sink.done_sources
+    todo = [v for v in mine if v.key not in skip and v.source not in skip]
+    new_problems = [(s, r) for s, r in problems if s not in skip]
+    if sink.manifest.complete and not todo and not new_problems:
         info(f"{sink.path}: already complete ({sink.manifest.clips} clips); nothing to do")
         return sink.manifest
-    mine = shuffled_part(inputs.videos, seed, *part)
-    missing = [m for i, m in enumerate(inputs.missing) if i % part[1] == part[0] - 1]
-    skip = sink.done_keys | sink.done_sources
-    for source, reason in missing:
-        if source not in skip:
-            sink.fail(source, reason)
-    todo = [v for v in mine if v.key not in skip and v.source not in skip]
+    for source, reason in new_problems:
+        sink.fail(source, reason)
     jobs = (DecodeJob(str(v.path), v.source, v.key, v.class_name, v.label, options) for v in todo)
     workers = workers or os.cpu_count() or 1
-    start, clips, frames = time.perf_counter(), 0, 0
+    start, clips, frames, deferred = time.perf_counter(), 0, 0, []
     bar = progress(total=len(todo), desc=f"shards {part[0]}/{part[1]}" if part[1] > 1 else "shards",
                    unit="clip", disable=None if show_progress else True)
     try:
-        for result in ordered_map(jobs, workers, window=4 * workers):
-            if result.error is not None:
+        for result in ordered_map(decode_video, jobs, workers, 4 * workers, lost_job):
+            if result.deferred is not None:
+                deferred.append((result.source, result.deferred))
+            elif result.error is not None:
                 sink.fail(result.source, result.error)
             else:
-                sink.add(result.key, result.frames, result.meta)
+                sink.add(result.key, result.source, result.frames, result.meta, result.pts, result.messages)
                 clips, frames = clips + 1, frames + len(result.frames)
             bar.update(1)
             bar.set_postfix_str(f"{frames / max(1e-9, time.perf_counter() - start):.0f} frames/s")
-        manifest = sink.finish()
+        manifest = sink.finish(complete=not deferred)
+    except OSError as e:
+        sink.abort()
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EnvironmentFailure(f"{out}: no space left ({e.strerror}); finished shards are kept, "
+                                     "free some space and rerun the same command to resume") from None
+        raise
     except BaseException:
         sink.abort()
         raise
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
-    _summarise(out, manifest, clips, frames, seconds)
+    _summarise(out, manifest, clips, frames, time.perf_counter() - start, deferred)
+    if part[1] > 1 and manifest.complete and (merged := merge_if_complete(out, part[1])) is not None:
+        info(f"{out}/manifest.json: all {part[1]} parts complete and merged ({merged.clips} clips)")
     return manifest
 
 
-def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: float) -> None:
+def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: float,
+               deferred: list[tuple[str, str]]) -> None:
     info(f"{out}: {len(manifest.shards)} shards, {manifest.clips} clips, {manifest.frames} frames in all; "
          f"this run {clips} clips / {frames} frames in {seconds:.1f} s "
          f"({clips / max(seconds, 1e-9):.1f} clips/s, {frames / max(seconds, 1e-9):.0f} frames/s)")
+    if manifest.warnings:
+        info(f"{len(manifest.warnings)} kept clip(s) had decoder messages (listed in the manifest's clip_warnings)")
     if manifest.failures:
         kinds = Counter(f.reason.split(":")[0] for f in manifest.failures)
         info(f"{len(manifest.failures)} input(s) failed (listed in the manifest): "
              + "; ".join(f"{n}x {k}" for k, n in kinds.most_common()))
+    if deferred:
+        warn(f"{len(deferred)} clip(s) not done because of the machine, not the file (first: {deferred[0][0]}: "
+             f"{deferred[0][1]}); the manifest stays incomplete: rerun the same command to retry them")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=Path), required=False)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("shards"),
               show_default=True, help="Output folder.")
 @click.option("--name", default="shards", show_default=True, help="Shard file prefix: NAME-000000.tar.")
@@ -137,22 +177,37 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Keep at most this many frames.")
 @click.option("--min-frames", type=click.IntRange(min=1), default=8, show_default=True,
               help="Shorter clips are failures.")
-@click.option("--keep-damaged", is_flag=True, help="Keep clips whose decoding reported errors.")
+@click.option("--keep-damaged", is_flag=True, help="Keep truncated or damaged clips (the frames that decode).")
+@click.option("--strict", is_flag=True, help="Reject any clip whose decoder printed an error, even if complete.")
+@click.option("--retry-failed", is_flag=True, help="Retry the inputs the manifest lists as failed.")
 @click.option("--shard-size", default="1GB", show_default=True, help="Per shard: e.g. 1GB, 500MB, 100clips.")
 @click.option("--seed", default=0, show_default=True, help="Clip-order shuffle.")
 @click.option("--part", default="1/1", show_default=True, help="Process part K of N (for job arrays).")
+@click.option("--merge", "merge", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write OUT/manifest.json from the finished --part K/N manifests in this folder (no SRC).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
-def main(src: Path, out: Path, name: str, split: str | None, fps: float | None, short_side: int | None,
-         quality: int, max_frames: int | None, min_frames: int, keep_damaged: bool, shard_size: str,
-         seed: int, part: str, workers: int | None) -> None:
+def main(src: Path | None, out: Path, name: str, split: str | None, fps: float | None, short_side: int | None,
+         quality: int, max_frames: int | None, min_frames: int, keep_damaged: bool, strict: bool,
+         retry_failed: bool, shard_size: str, seed: int, part: str, merge: Path | None,
+         workers: int | None) -> None:
     """Write WebDataset clip shards (+ DALI indexes + manifest.json) from the videos under SRC."""
-    from pipeline.shard_format import is_valid_key
+    if merge is not None:
+        if src is not None:
+            raise UserError("--merge OUT takes no SRC")
+        merged = merge_parts(merge)
+        info(f"{merge}/manifest.json: {len(merged.shards)} shards, {merged.clips} clips, "
+             f"{len(merged.failures)} failures from {merged.options['parts']} parts")
+        return
+    if src is None:
+        raise UserError("give SRC, the folder of videos (or --merge OUT)")
     if not is_valid_key(name):
         raise UserError(f"--name {name!r}: use letters, digits, '_' and '-' only")
     options = DecodeOptions(fps=fps, short_side=short_side, quality=quality, max_frames=max_frames,
-                            min_frames=min_frames, keep_damaged=keep_damaged)
-    make_shards(src, out, name=name, split=split, options=options, shard_size=shard_size, seed=seed,
-                part=parse_part(part), workers=workers)
+                            min_frames=min_frames, keep_damaged=keep_damaged, strict=strict)
+    manifest = make_shards(src, out, name=name, split=split, options=options, shard_size=shard_size, seed=seed,
+                           part=parse_part(part), workers=workers, retry_failed=retry_failed)
+    if not manifest.complete:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

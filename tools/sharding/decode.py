@@ -1,24 +1,30 @@
-"""Decode one video with ffmpeg (via ffmpeg-python) into checked baseline JPEG frames; runs in a worker process."""
+"""Decode one video into checked baseline JPEG frames with their times, and judge the clip; runs in a worker.
+
+Three outcomes: a clip (possibly with recorded messages), a bad input (`error`: recorded in the manifest's
+failures), or an environment failure (`deferred`: the decoder was killed, memory ran out; not recorded,
+so the next run retries it).
+"""
 
 from __future__ import annotations
 
+import errno
 import io
-import re
-import subprocess
-import threading
+import signal
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import IO
 
-import av
-import ffmpeg
-import imageio_ffmpeg
+import numpy as np
 from PIL import Image
 
-# Messages that do not mean a frame was lost: the output muxer complaining about odd input timestamps
-# (frames are still written once each, in order; the frame-count tests check that).
-_BENIGN = re.compile(r"non monotonically increasing dts|^\s*Last message repeated")
+from sharding.ffmpeg_run import DecoderUnavailable, FfmpegRun, FfmpegSettings, run_ffmpeg
+from sharding.judge import Verdict, judge
+from sharding.judge import is_variable_frame_rate as is_vfr
+from sharding.probe import NotAVideo, StreamFacts, probe_stream
+
+# A decoder that crashes on a file is a bad input (recorded; --retry-failed retries it). Any other
+# signal (SIGKILL from the out-of-memory killer, SIGTERM from a scheduler) is the environment's doing.
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
+ENVIRONMENT_ERRNOS = {errno.ENOMEM, errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN}
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,8 @@ class DecodeOptions:
     quality: int = 90                 # JPEG quality (baseline, 4:2:0)
     max_frames: int | None = None
     min_frames: int = 8
-    keep_damaged: bool = False        # keep clips whose decoding reported errors
+    keep_damaged: bool = False        # keep truncated or damaged clips (what decoded of them)
+    strict: bool = False              # any decoder error rejects the clip
 
 
 @dataclass(frozen=True)
@@ -45,111 +52,116 @@ class DecodeJob:
 class DecodeResult:
     key: str
     source: str
-    frames: list[bytes] | None        # JPEGs, or None on failure
-    meta: dict | None
-    error: str | None = None
-
-
-def probe(path: str) -> tuple[float, int]:
-    """(frame rate, frames the container declares or 0) of the first video stream, read with PyAV."""
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or Fraction(0)
-        return float(rate), int(stream.frames or 0)
-
-
-def ffmpeg_command(path: str, options: DecodeOptions) -> list[str]:
-    """ffmpeg arguments: first video stream -> PPM images on stdout, every decoded frame exactly once."""
-    stream = ffmpeg.input(path, nostdin=None, threads=1)["v:0"]
-    if options.fps:
-        stream = stream.filter("fps", fps=options.fps)
-    if options.short_side:
-        s = options.short_side
-        stream = stream.filter("scale", f"if(lt(iw,ih),{s},-2)", f"if(lt(iw,ih),-2,{s})", flags="area")
-    out_args = {"format": "image2pipe", "vcodec": "ppm", "fps_mode": "passthrough", "threads": 1}
-    if options.max_frames:
-        out_args["frames:v"] = options.max_frames
-    args = stream.output("pipe:", **out_args).compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
-    return [args[0], "-v", "error", *args[1:]]
-
-
-def _read_ppm(pipe: IO[bytes]) -> Image.Image | None:
-    """One binary PPM (P6, maxval 255) from the pipe, or None at end of stream."""
-    fields: list[bytes] = []
-    while len(fields) < 4:
-        line = pipe.readline()
-        if not line:
-            return None
-        fields += line.split()
-    if fields[0] != b"P6" or fields[3] != b"255":
-        raise ValueError(f"unexpected image header from ffmpeg: {b' '.join(fields)!r}")
-    width, height = int(fields[1]), int(fields[2])
-    data = pipe.read(width * height * 3)
-    if len(data) != width * height * 3:
-        return None
-    return Image.frombytes("RGB", (width, height), data)
+    frames: list[bytes] | None = None       # JPEGs of a kept clip
+    meta: dict | None = None
+    pts: np.ndarray | None = None           # [N] float64 seconds
+    messages: tuple[int, tuple[str, ...]] = (0, ())   # (count, first lines) for a kept clip
+    error: str | None = None                # a bad input: why it produced no clip
+    deferred: str | None = None             # an environment failure: retried by the next run
 
 
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:
-    """Baseline (not progressive) 4:2:0 JPEG, decoded once to check it."""
+    """Baseline (not progressive) 4:2:0 8-bit JPEG, decoded once to check it.
+
+    The check decodes at 1/8 scale: that reads every byte of the entropy-coded data (so a broken stream
+    fails as in a full decode) and skips most of the inverse DCT, a third of a full decode's time.
+    """
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=quality, subsampling=2, progressive=False, optimize=False)
     data = buf.getvalue()
-    with Image.open(io.BytesIO(data)) as check:
-        check.load()
+    with Image.open(io.BytesIO(data), formats=("JPEG",)) as check:
         if check.size != image.size:
-            raise ValueError(f"JPEG decode check failed: {check.size} != {image.size}")
+            raise ValueError(f"JPEG check failed: it says {check.size}, the frame is {image.size}")
+        check.draft("RGB", (max(1, check.width // 8), max(1, check.height // 8)))
+        check.load()
     return data
 
 
 def decode_video(job: DecodeJob) -> DecodeResult:
-    """Run ffmpeg on one video; any problem becomes a DecodeResult with `error` set (never raises)."""
-    def fail(reason: str) -> DecodeResult:
-        return DecodeResult(job.key, job.source, None, None, reason)
+    """Decode and judge one video; never raises (every problem is a failure or an environment failure)."""
+    try:
+        return _decode(job)
+    except MemoryError:
+        return DecodeResult(job.key, job.source, deferred="out of memory")
+    except OSError as e:
+        if e.errno in ENVIRONMENT_ERRNOS:
+            return DecodeResult(job.key, job.source, deferred=f"{e.strerror or e}")
+        return DecodeResult(job.key, job.source, error=f"cannot read: {e.strerror or e}")
+    except Exception as e:  # noqa: BLE001 (one odd file must not end a run of days)
+        return DecodeResult(job.key, job.source, error=f"unexpected {type(e).__name__}: {e}")
 
+
+def lost_job(job: DecodeJob, reason: str) -> DecodeResult:
+    """The result for a job whose worker died (an environment failure)."""
+    return DecodeResult(job.key, job.source, deferred=reason)
+
+
+def _decode(job: DecodeJob) -> DecodeResult:
     opts = job.options
+
+    def fail(reason: str) -> DecodeResult:
+        return DecodeResult(job.key, job.source, error=reason)
+
+    if Path(job.path).stat().st_size == 0:
+        return fail("empty file (0 bytes)")
     try:
-        if Path(job.path).stat().st_size == 0:
-            return fail("empty file (0 bytes)")
-        rate, declared = probe(job.path)
-    except (av.error.FFmpegError, ValueError, OSError) as e:
+        facts = probe_stream(job.path)
+    except NotAVideo as e:
         return fail(f"not a readable video: {e}")
-    proc = subprocess.Popen(ffmpeg_command(job.path, opts), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.extend(proc.stderr.read().splitlines()), daemon=True)
-    reader.start()
     frames: list[bytes] = []
-    size = (0, 0)
+    size = [0, 0]
+
+    def keep(image: Image.Image) -> None:
+        size[:] = image.size
+        frames.append(encode_jpeg(image, opts.quality))
+
     try:
-        while (image := _read_ppm(proc.stdout)) is not None:
-            size = image.size
-            frames.append(encode_jpeg(image, opts.quality))
-    except Exception as e:  # noqa: BLE001 (a bad frame must not stop the run)
-        proc.kill()
-        proc.wait()
+        run = run_ffmpeg(job.path, FfmpegSettings(opts.fps, opts.short_side, opts.max_frames), keep)
+    except DecoderUnavailable as e:
+        return DecodeResult(job.key, job.source, deferred=str(e))
+    except (ValueError, OSError) as e:
+        if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
+            raise
         return fail(f"frame {len(frames)}: {e}")
-    finally:
-        proc.stdout.close()
-    returncode = proc.wait()
-    reader.join()
-    messages = [re.sub(r" @ 0x[0-9a-f]+", "", e.decode(errors="replace").strip()) for e in errors]
-    messages = [m for m in messages if m and not _BENIGN.search(m)]
-    first_error = messages[0] if messages else ""
-    if returncode != 0:
-        return fail(f"ffmpeg exit status {returncode}: {first_error or 'no message'}")
+    if run.returncode < 0:
+        name = signal.Signals(-run.returncode).name if -run.returncode in signal.valid_signals() else "?"
+        if -run.returncode in CRASH_SIGNALS:
+            return fail(f"ffmpeg crashed ({name}) on this file")
+        return DecodeResult(job.key, job.source, deferred=f"ffmpeg was killed by {name}")
+    first_error = run.messages.first_error
     if not frames:
-        return fail(f"no frames decoded{': ' + first_error if first_error else ''}")
-    if not opts.keep_damaged:
-        if first_error:
-            return fail(f"decode errors (corrupt or truncated; --keep-damaged keeps such clips): {first_error}")
-        expected = min(declared, opts.max_frames or declared)
-        if not opts.fps and expected and len(frames) < 0.9 * expected - 2:
-            return fail(f"truncated: decoded {len(frames)} of the {declared} frames the container declares")
+        return fail(f"no frames decoded ({first_error or f'ffmpeg exit status {run.returncode}'})")
+    if len(run.times) != len(frames):
+        return fail(f"ffmpeg reported {len(run.times)} frame times for {len(frames)} frames")
+    if opts.strict and first_error:
+        return fail(f"decoder errors (--strict rejects them): {first_error}")
+    return _judged(job, facts, run, frames, (size[0], size[1]))
+
+
+def _judged(job: DecodeJob, facts: StreamFacts, run: FfmpegRun, frames: list[bytes],
+            size: tuple[int, int]) -> DecodeResult:
+    opts, notes, messages = job.options, [], run.messages
+    times = run.times
+    if np.isnan(times).any():             # cannot judge by outcome without times: keep what decoded
+        interval = 1 / opts.fps if opts.fps else facts.frame_interval or 0.04
+        times = np.arange(len(frames)) * interval
+        notes.append(f"the decoder gave no timestamps; stored times are frame index x {interval:.4g} s")
+        verdict = Verdict(None)
+    else:
+        verdict = judge(facts, np.sort(times), resampled_interval=1 / opts.fps if opts.fps else None,
+                        stopped_at_limit=bool(opts.max_frames and len(frames) >= opts.max_frames))
+    if run.returncode != 0:
+        notes.append(f"ffmpeg exit status {run.returncode}")
+    if verdict.problem and not opts.keep_damaged:
+        said = messages.first_error or (messages.first[0] if messages.first else "")
+        return DecodeResult(job.key, job.source, error=f"{verdict.problem}{f'; ffmpeg said {said!r}' if said else ''}"
+                                                       " (--keep-damaged keeps such clips)")
     if len(frames) < opts.min_frames:
-        return fail(f"too short: {len(frames)} frames < --min-frames {opts.min_frames}")
+        return DecodeResult(job.key, job.source,
+                            error=f"too short: {len(frames)} frames < --min-frames {opts.min_frames}")
+    notes += [*verdict.notes, *([f"{verdict.problem}; kept (--keep-damaged)"] if verdict.problem else [])]
+    first = (*(f"make_shards: {n}" for n in notes), *messages.first)
     meta = {"class_name": job.class_name, "label": job.label, "source": job.source,
-            "fps": float(opts.fps or rate), "width": size[0], "height": size[1]}
-    return DecodeResult(job.key, job.source, frames, meta)
+            "fps": float(opts.fps or facts.rate), "vfr": is_vfr(times, run.tick),
+            "width": size[0], "height": size[1]}
+    return DecodeResult(job.key, job.source, frames, meta, times, (messages.count + len(notes), first))

@@ -1,8 +1,13 @@
-"""Which videos to shard: a UCF101 tree (with split lists) or any folder of videos; keys, labels, order, parts."""
+"""Which videos to shard: a UCF101 tree (with split lists) or any folder of videos; keys, labels, order, parts.
+
+Folders that cannot be read, broken symbolic links and split-list entries that do not exist are listed as
+problems (they become failures in the manifest), never a crash and never silently skipped.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +34,7 @@ class VideoInput:
 class InputSet:
     videos: list[VideoInput]
     classes: list[str]
-    missing: list[tuple[str, str]]     # (source, reason): listed in a split but absent
+    problems: list[tuple[str, str]]    # (source, reason): unreadable folders, broken links, absent split entries
 
 
 def find_ucf_layout(src: Path) -> tuple[Path, Path | None] | None:
@@ -60,8 +65,51 @@ def _unique_keys(sources: list[str], keys: list[str]) -> list[str]:
             hashlib.sha1(s.encode()).hexdigest()[:8] for s, k in zip(sources, keys)]
 
 
-def _list_videos(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+def _list_videos(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Videos under root, sorted (symbolic links followed, loops cut), and (source, reason) problems."""
+    videos, problems, seen, stack = [], [], set(), [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name, reverse=True)   # the same walk on every machine
+        except OSError as e:
+            reason = f"folder not readable ({e.strerror}): the videos in it are not listed"
+            problems.append((_source(folder, root) + "/", reason))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if _is_dir(entry):
+                stack.append(path)
+            elif path.suffix.lower() in VIDEO_EXTENSIONS:
+                if entry.is_symlink() and not path.exists():
+                    problems.append((_source(path, root), f"broken symbolic link (to {os.readlink(path)})"))
+                else:
+                    videos.append(path)
+    return sorted(videos), sorted(problems)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _class_folders(root: Path) -> list[str]:
+    """The folder names under a UCF-101 root (every split sees the same classes, so the same labels)."""
+    try:
+        return sorted(d.name for d in root.iterdir() if d.is_dir())
+    except OSError:
+        return []
+
+
+def _source(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path != root else "."
 
 
 def _read_split(lists: Path, split: str) -> list[str]:
@@ -76,11 +124,11 @@ def _read_split(lists: Path, split: str) -> list[str]:
 def collect_inputs(src: Path, split: str | None) -> InputSet:
     """All input videos under SRC, sorted by path; `split` names a UCF101 list (e.g. trainlist01)."""
     ucf = find_ucf_layout(src)
-    missing: list[tuple[str, str]] = []
     if ucf is None:
         if split:
             raise FileNotFoundError(f"{src}: --split needs a UCF101 tree (UCF-101/ beside ucfTrainTestlist/)")
-        root, paths = src, _list_videos(src)
+        root = src
+        paths, problems = _list_videos(src)
         rel = [p.relative_to(root).as_posix() for p in paths]
         classes = sorted({r.split("/")[0] for r in rel if "/" in r})
         keys = [sanitize_key(r.rsplit(".", 1)[0].replace("/", "__")) for r in rel]
@@ -89,25 +137,27 @@ def collect_inputs(src: Path, split: str | None) -> InputSet:
         root, lists = ucf
         if split and lists is None:
             raise FileNotFoundError(f"{src}: --split given but there is no ucfTrainTestlist/ folder")
-        paths = _list_videos(root)
+        paths, problems = _list_videos(root)
         if split:
             wanted = _read_split(lists, split)
             have = {p.relative_to(root).as_posix(): p for p in paths}
-            paths = [have[w] for w in wanted if w in have]
-            missing = [(w, f"listed in {split} but not found under {root}") for w in wanted if w not in have]
-            paths.sort()
+            listed = set(wanted) | {s for s, _ in problems if s.endswith("/")}
+            problems = [(s, r) for s, r in problems if s in listed]
+            paths = sorted(have[w] for w in wanted if w in have)
+            problems += [(w, f"listed in {split} but not found under {root}") for w in wanted
+                         if w not in have and w not in {s for s, _ in problems}]
         rel = [p.relative_to(root).as_posix() for p in paths]
         class_of = [r.split("/")[0] for r in rel]                 # the folder, not the file name
         class_ind = lists / "classInd.txt" if lists else None
         if class_ind and class_ind.is_file():
             classes = [line.split()[1] for line in class_ind.read_text().splitlines() if line.strip()]
         else:
-            classes = sorted({d.name for d in root.iterdir() if d.is_dir()})
+            classes = _class_folders(root)
         keys = [sanitize_key(Path(r).stem) for r in rel]
     keys = _unique_keys(rel, keys)
     label = {c: i for i, c in enumerate(classes)}
     videos = [VideoInput(p, r, k, c, label.get(c, -1)) for p, r, k, c in zip(paths, rel, keys, class_of)]
-    return InputSet(videos, classes, missing)
+    return InputSet(videos, classes, problems)
 
 
 def shuffled_part(videos: list[VideoInput], seed: int, part: int, parts: int) -> list[VideoInput]:

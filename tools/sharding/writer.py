@@ -1,9 +1,10 @@
 """Writes decoded clips into numbered shards, keeps the manifest current, and resumes interrupted runs.
 
 The manifest is rewritten (atomically) after every finished shard, so it always lists exactly the shards
-that are complete on disk. A rerun keeps those, skips their clips and the recorded failures, and continues
-with new shard numbers. With `--part K/N`, part K writes shard numbers K-1, K-1+N, ... and its own
-`manifest-partK-of-N.json`; the part that finishes last merges them into `manifest.json`.
+that are complete on disk. A rerun keeps those, skips their clips and the recorded failures (unless
+`--retry-failed`), and continues with new shard numbers. With `--part K/N`, part K writes shard numbers
+K-1, K-1+N, ... and its own `manifest-partK-of-N.json`, and touches no file of another part, so parts may
+run at the same time into one folder; see merge.py for `manifest.json`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.shard_format import (
-    MANIFEST_NAME,
+    FORMAT_VERSION,
+    ClipWarnings,
     Failure,
     Manifest,
     ShardInfo,
@@ -24,6 +28,8 @@ from pipeline.shard_format import (
     write_manifest,
 )
 from siammae_common.console import UserError
+
+PART_MANIFEST = re.compile(r"^manifest-part(\d+)-of-(\d+)\.json$")
 
 
 @dataclass(frozen=True)
@@ -46,30 +52,62 @@ class ShardLimit:
 
 
 def manifest_path(out: Path, part: int, parts: int) -> Path:
-    return out / (MANIFEST_NAME if parts == 1 else f"manifest-part{part}-of-{parts}.json")
+    return out / ("manifest.json" if parts == 1 else f"manifest-part{part}-of-{parts}.json")
+
+
+def shard_number(path: Path) -> int | None:
+    """`NAME-000042.tar` or `NAME-000042.tar.tmp` -> 42 (None for other names)."""
+    m = re.search(r"-(\d+)\.tar(?:\.tmp)?$", path.name)
+    return int(m.group(1)) if m else None
+
+
+def check_partitioning(out: Path, parts: int) -> None:
+    """Refuse to mix runs with different --part N in one folder (their shard numbers would collide)."""
+    for path in out.glob("manifest-part*-of-*.json"):
+        m = PART_MANIFEST.match(path.name)
+        if m and int(m.group(2)) != parts:
+            raise UserError(f"{out}: holds a --part K/{m.group(2)} run ({path.name}); this run is --part ?/{parts}"
+                            f"; use another --out")
+    single = out / "manifest.json"
+    if parts > 1 and single.is_file() and read_manifest(single).options.get("parts") != parts:
+        raise UserError(f"{out}: holds a run without --part (manifest.json); use another --out for --part runs")
 
 
 class ShardSink:
     """Receives clips in order and turns them into shards + manifest."""
 
     def __init__(self, out: Path, name: str, options: dict[str, Any], classes: list[str], limit: ShardLimit,
-                 part: int = 1, parts: int = 1) -> None:
+                 part: int = 1, parts: int = 1, retry_failed: bool = False) -> None:
         self.out, self.name, self.limit, self.part, self.parts = out, name, limit, part, parts
         self.path = manifest_path(out, part, parts)
         self.manifest = Manifest(name=name, options=options, classes=classes)
         self.done_keys: set[str] = set()
         self._writer: ShardWriter | None = None
         self._bytes = 0
-        self._resume()
+        self._open_warnings: list[ClipWarnings] = []
+        self.legacy: Manifest | None = None       # a complete folder of an older format, kept as it is
+        self._resume(retry_failed)
 
     # -------------------------------------------------------------------------------------- resume
 
-    def _resume(self) -> None:
+    def _owns(self, path: Path) -> bool:
+        number = shard_number(path)
+        return number is not None and number % self.parts == self.part - 1
+
+    def _resume(self, retry_failed: bool) -> None:
         for stale in self.out.glob(f"{self.name}-*.tar.tmp"):
-            stale.unlink()
+            if self._owns(stale):                # another part's open shard is none of our business
+                stale.unlink(missing_ok=True)
         if not self.path.exists():
             return
         old = read_manifest(self.path)
+        if old.format_version != FORMAT_VERSION:
+            same = all(self.manifest.options.get(k) == v for k, v in old.options.items())
+            if old.complete and same and not retry_failed:
+                self.legacy = old
+                return
+            raise UserError(f"{self.path}: written in shard format version {old.format_version} (this version "
+                            f"writes {FORMAT_VERSION}); use a new --out, or delete the folder to rewrite it")
         if old.options != self.manifest.options:
             diff = [f"{k} {old.options.get(k)!r} -> {self.manifest.options.get(k)!r}"
                     for k in sorted(set(old.options) | set(self.manifest.options))
@@ -80,8 +118,9 @@ class ShardSink:
             if shard.tar.is_file() and shard.index.is_file() and shard.tar.stat().st_size == shard.bytes:
                 self.manifest.shards.append(shard)
                 self.done_keys.update(read_index_keys(shard.index))
-        self.manifest.failures = list(old.failures)
-        self.manifest.complete = old.complete and len(self.manifest.shards) == len(old.shards)
+        self.manifest.warnings = [w for w in old.warnings if w.key in self.done_keys]
+        self.manifest.failures = [] if retry_failed else list(old.failures)
+        self.manifest.complete = old.complete and len(self.manifest.shards) == len(old.shards) and not retry_failed
 
     @property
     def done_sources(self) -> set[str]:
@@ -90,16 +129,20 @@ class ShardSink:
     # -------------------------------------------------------------------------------------- writing
 
     def _next_shard_path(self) -> Path:
-        used = {int(s.tar.stem.rsplit("-", 1)[1]) for s in self.manifest.shards}
+        used = {shard_number(s.tar) for s in self.manifest.shards}
         local = 0
         while (number := local * self.parts + self.part - 1) in used:
             local += 1
         return self.out / f"{self.name}-{number:06d}.tar"
 
-    def add(self, key: str, frames: list[bytes], meta: dict[str, Any]) -> None:
+    def add(self, key: str, source: str, frames: list[bytes], meta: dict[str, Any], pts: np.ndarray,
+            messages: tuple[int, tuple[str, ...]] = (0, ())) -> None:
+        """Append one clip; its messages (count, first lines) enter the manifest with its shard."""
         if self._writer is None:
             self._writer, self._bytes = ShardWriter(self._next_shard_path()), 0
-        self._writer.add(key, frames, meta)
+        self._writer.add(key, frames, meta, pts)
+        if messages[0]:
+            self._open_warnings.append(ClipWarnings(source, key, messages[0], tuple(messages[1])))
         self._bytes += sum(len(f) for f in frames)
         full_clips = self.limit.max_clips is not None and self._writer.clips >= self.limit.max_clips
         full_bytes = self.limit.max_bytes is not None and self._bytes >= self.limit.max_bytes
@@ -117,38 +160,23 @@ class ShardSink:
         self.manifest.shards.append(ShardInfo(writer.path, writer.path.with_suffix(".idx"),
                                               writer.clips, writer.frames, size))
         self.manifest.shards.sort(key=lambda s: s.tar.name)
+        self.manifest.warnings += self._open_warnings
+        self._open_warnings = []
         write_manifest(self.manifest, self.path)
 
-    def finish(self) -> Manifest:
-        """Close the open shard, mark the manifest complete, and merge parts if all are complete."""
+    def finish(self, complete: bool = True) -> Manifest:
+        """Close the open shard and write the manifest, marked complete unless clips are left to retry."""
         self.close_shard()
-        self.manifest.complete = True
+        self.manifest.complete = complete
         write_manifest(self.manifest, self.path)
-        if self.parts > 1:
-            merge_parts(self.out, self.parts)
         return self.manifest
 
     def abort(self) -> None:
         """Drop the unfinished shard (its clips will be redone by the next run)."""
         if self._writer is not None:
-            self._writer.abort()
+            try:
+                self._writer.abort()
+            except OSError:                        # e.g. the disk is full: flushing the tar fails too
+                self._writer.tmp_path.unlink(missing_ok=True)
             self._writer = None
-
-
-def merge_parts(out: Path, parts: int) -> Manifest | None:
-    """Write manifest.json from all part manifests once every part is complete; None until then."""
-    manifests = []
-    for k in range(1, parts + 1):
-        path = manifest_path(out, k, parts)
-        if not path.exists():
-            return None
-        m = read_manifest(path)
-        if not m.complete:
-            return None
-        manifests.append(m)
-    options = {k: v for k, v in manifests[0].options.items() if k != "part"} | {"parts": parts}
-    merged = Manifest(name=manifests[0].name, options=options, classes=manifests[0].classes, complete=True,
-                      shards=sorted((s for m in manifests for s in m.shards), key=lambda s: s.tar.name),
-                      failures=[f for m in manifests for f in m.failures])
-    write_manifest(merged, out / MANIFEST_NAME)
-    return merged
+            self._open_warnings = []
