@@ -45,7 +45,7 @@ class FrameIndex:
             shards = list_shards(root)
         except FileNotFoundError as exc:
             raise ShardError(str(exc)) from exc
-        except (ValueError, KeyError, TypeError) as exc:   # not JSON, or fields missing / of the wrong type
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:   # not JSON, fields missing or mistyped
             raise ShardError(f"{manifest_path(root)}: not a valid shard manifest "
                              f"({type(exc).__name__}: {exc})") from exc
         if not shards:

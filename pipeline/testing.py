@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.config import PairSamplingConfig
+from pipeline.sampling import plan_epoch
 from pipeline.shard_format import Manifest, ShardInfo, index_path_for, write_manifest, write_shard
 
 BLUE_PER_FRAME = 4          # blue = 4 * frame index (so clips up to 64 frames stay inside 0..255)
@@ -61,6 +63,22 @@ def damage_jpeg(data: bytes, kind: str) -> bytes:
     else:
         raise ValueError(f"unknown damage {kind!r}; expected one of {', '.join(DAMAGE_KINDS)}")
     return bytes(out)
+
+
+def damage_in_plan(n_frames: Sequence[int], sampling: PairSamplingConfig, *, height: int = 48, width: int = 64,
+                   seed: int = 0, epoch: int = 0) -> dict[tuple[int, int], str]:
+    """{(clip, frame): kind}: one frame of each of DAMAGE_KINDS, each read by a pair of a different clip in
+    `epoch`'s plan (rank 0 of 1), so a loader meets every one of them in that epoch."""
+    count = len(n_frames)
+    plan = plan_epoch(np.asarray(n_frames), np.full(count, height), np.full(count, width), sampling, seed, epoch)
+    damage: dict[tuple[int, int], str] = {}
+    for p in range(len(plan)):
+        clip = int(plan.clip[p])
+        if len(damage) == len(DAMAGE_KINDS) or any(c == clip for c, _ in damage):
+            continue
+        frame = int(plan.i[p]) if len(damage) % 2 else int(plan.j[p])
+        damage[clip, frame] = DAMAGE_KINDS[len(damage)]
+    return damage
 
 
 def write_coded_shards(root: Path, n_frames: Sequence[int], *, height: int = 48, width: int = 64,

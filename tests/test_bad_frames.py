@@ -15,29 +15,16 @@ from pipeline.bad_frames import TooManyBadFrames
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.loader import build_pair_loader
 from pipeline.sampling import plan_epoch
-from pipeline.testing import DAMAGE_KINDS, write_coded_shards
+from pipeline.testing import DAMAGE_KINDS, damage_in_plan, write_coded_shards
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45, 30, 25, 35, 20, 50]
 H, W, S, B = 48, 64, 32, 4
 SAMPLING = PairSamplingConfig(crop_size=S)
 
 
-def damaged_frames() -> dict[tuple[int, int], str]:
-    """One frame of each damage kind, each read by a different pair of epoch 0's plan (seed 0)."""
-    plan = plan_epoch(np.array(N_FRAMES), np.full(len(N_FRAMES), H), np.full(len(N_FRAMES), W), SAMPLING, 0, 0)
-    damage, used_clips = {}, set()
-    for p in range(len(plan)):
-        clip = int(plan.clip[p])
-        if clip in used_clips or len(damage) == len(DAMAGE_KINDS):
-            continue
-        frame = int(plan.i[p]) if len(damage) % 2 else int(plan.j[p])
-        damage[clip, frame] = DAMAGE_KINDS[len(damage)]
-        used_clips.add(clip)
-    return damage
-
-
-DAMAGE = damaged_frames()
+DAMAGE = damage_in_plan(N_FRAMES, SAMPLING, height=H, width=W)
 KEYS_BAD = {(f"clip{c:04d}", f) for c, f in DAMAGE}
+assert sorted(DAMAGE.values()) == sorted(DAMAGE_KINDS)
 
 
 @pytest.fixture(scope="module")
