@@ -116,3 +116,50 @@ def test_the_ledger_round_trips_through_plain_containers(damaged: Path) -> None:
     assert json.loads(json.dumps(state)) == state                       # nothing but lists, str, int
     assert {(k, f) for k, f, _, _ in state["frames"]} == KEYS_BAD
     assert set(state["replaced"]) == slots_reading_damage(0) and state["epoch"] == 0
+
+
+def test_the_byte_check_passes_good_frames_and_names_each_damage() -> None:
+    import io
+
+    from PIL import Image
+
+    from pipeline.jpeg_check import jpeg_problem
+    from pipeline.testing import coded_frame, damage_jpeg, jpeg
+
+    good = jpeg(coded_frame(5, H, W))
+    buf = io.BytesIO()
+    Image.fromarray(coded_frame(5, H, W)).save(buf, "JPEG", quality=75, progressive=True)
+    for ok in (good, buf.getvalue(), good + bytes(7)):          # baseline, progressive, zero padding after EOI
+        assert jpeg_problem(ok, H, W) is None
+    assert "start-of-image" in jpeg_problem(damage_jpeg(good, "header_zeroed"), H, W)
+    assert "end-of-image" in jpeg_problem(damage_jpeg(good, "truncated"), H, W)
+    assert "marker FF5A inside the entropy-coded data" in jpeg_problem(damage_jpeg(good, "bytes_flipped"), H, W)
+    assert jpeg_problem(damage_jpeg(good, "huffman_table"), H, W) is None      # left to the decoders
+    assert "the clip's frames are 32x48" in jpeg_problem(good, 48, 32)
+    assert "too short" in jpeg_problem(good[:40], H, W)
+
+
+@pytest.mark.parametrize("kind", DAMAGE_KINDS)
+def test_byte_check_plus_either_decoder_reject_the_same_frames(kind: str) -> None:
+    """Pillow alone rejects 'bytes_flipped' that DALI decodes with a warning; DALI's crop decode misses a
+    truncation below the crop. With the shared byte check in front, both loaders reject every kind."""
+    import io
+
+    from PIL import Image
+
+    from pipeline.dali_decode_check import decoder_failures
+    from pipeline.dali_graph import GraphSpec
+    from pipeline.jpeg_check import jpeg_problem
+    from pipeline.testing import coded_frame, damage_jpeg, jpeg
+
+    frame = damage_jpeg(jpeg(coded_frame(3, H, W)), kind)
+    try:
+        Image.open(io.BytesIO(frame)).convert("RGB")
+        pillow = False
+    except Exception:  # noqa: BLE001
+        pillow = True
+    top_crop = np.array([[0, 0]], np.int32), np.array([[W // 2, H // 4]], np.int32)
+    dali = bool(decoder_failures([frame], *top_crop, GraphSpec(SAMPLING, DecoderConfig()), None))
+    checked = jpeg_problem(frame, H, W) is not None
+    assert checked or pillow and dali
+    assert (checked or pillow) == (checked or dali)

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from model.train_cli import main
 
-BASE = ["--model", "vit_micro_patch16", "--input-size", "32", "--batch-size", "4", "--device", "cpu"]
+BASE = ["--model", "vit_micro_patch16", "--input-size", "32", "--batch-size", "4", "--device", "cpu", "--max-steps", "2",
+        "--torch-threads", "1"]
 
 BAD_OPTIONS = {        # option values -> what the error line must say
     "lr-negative": (["--lr", "-1"], "--lr -1.0: must be a finite number above 0"),
