@@ -38,9 +38,11 @@ class BadFrame:
 
     @classmethod
     def at(cls, index: FrameIndex, clip: int, frame: int, error: str) -> BadFrame:
+        """Frame `frame` of clip number `clip` of `index`."""
         return cls(index.keys[clip], int(frame), str(index.tars[int(index.shard[clip])]), error)
 
     def to_json(self) -> dict[str, Any]:
+        """The fields of a bad_frames.jsonl line."""
         return {"shard": self.shard, "key": self.key, "frame": self.frame, "error": self.error}
 
 
@@ -188,6 +190,7 @@ class BadFrameLedger:
                 "epoch": self.epoch, "replaced": sorted(self.replaced)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take over a checkpoint's ledger (known frames are added to those already known)."""
         self.learn(BadFrame(str(k), int(f), str(s), str(e)) for k, f, s, e in state.get("frames", []))
         self.epoch = int(state.get("epoch", -1))
         self.replaced = {int(p) for p in state.get("replaced", [])}

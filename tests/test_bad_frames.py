@@ -163,3 +163,13 @@ def test_byte_check_plus_either_decoder_reject_the_same_frames(kind: str) -> Non
     checked = jpeg_problem(frame, H, W) is not None
     assert checked or pillow and dali
     assert (checked or pillow) == (checked or dali)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_decoder_path_skips_the_same_frames_and_delivers_the_same_pairs(damaged: Path, tmp_path: Path) -> None:
+    log = tmp_path / "bad_frames.jsonl"
+    gpu = build_pair_loader(config(damaged, log, device="cuda"))
+    _, pairs_gpu = epoch_pairs(gpu, 0)
+    _, pairs_cpu = epoch_pairs(build_pair_loader(config(damaged)), 0)
+    assert logged(log) == KEYS_BAD and pairs_gpu == pairs_cpu
