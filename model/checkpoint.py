@@ -109,13 +109,14 @@ def _unpickling_problem(path: Path, exc: pickle.UnpicklingError) -> str:
     text = str(exc)
     if "Weights only load failed" not in text:
         return f"damaged or not a PyTorch checkpoint (UnpicklingError: {_first_line(exc)})"
-    imported = re.search(r"unsupported GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    imported = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", text, re.IGNORECASE)
     if imported:
         name = imported.group(1)
         hint = (" (a checkpoint of an older siammae kept numpy RNG state in latest.pt; its epoch_*.pt load)"
                 if name.startswith("numpy") else "")
-        return (f"refused: loading it would import {name}, which can run code; siammae loads checkpoints "
-                f"with torch.load(weights_only=True) and never runs what a file contains{hint}")
+        return (f"refused: loading it would import {name}; siammae loads checkpoints with "
+                f"torch.load(weights_only=True), which builds tensors and plain containers only and never runs "
+                f"what a file contains{hint}")
     operand = re.search(r"Unsupported operand \d+", text)
     what = operand.group(0) if operand else "weights_only refused it"
     with path.open("rb") as f:

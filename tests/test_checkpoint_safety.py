@@ -73,6 +73,16 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path: Path, how: s
     assert not marker.exists()
 
 
+def test_a_latest_pt_of_the_older_format_is_refused_with_a_hint(tmp_path: Path) -> None:
+    """Older runs kept numpy's RNG state (numpy arrays) in latest.pt: safe loading refuses it, and says so."""
+    import numpy as np
+
+    path = tmp_path / "latest.pt"
+    torch.save({"model": {}, "model_config": {}, "rng": [{"numpy": np.random.get_state()}]}, path)
+    with pytest.raises(CheckpointError, match=r"import numpy\..*older siammae.*epoch_\*\.pt load"):
+        load_checkpoint(path)
+
+
 def one_line(done: Result, path: Path) -> str:
     """The command's only error line, which names `path` (no traceback, no click 'Aborted!')."""
     lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
