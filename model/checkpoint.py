@@ -1,14 +1,21 @@
-"""Checkpoints: written atomically (temp file + os.replace), loadable as a bare model for evaluation.
+"""Checkpoints: written atomically (temp file + os.replace) with the user's file mode, loaded safely
+(`torch.load(weights_only=True)`: tensors and plain containers only, never code), loadable as a bare
+model for evaluation.
 
 A checkpoint is a dict: model (state dict), model_config (dict), and for training runs optimizer,
-step, epoch, schedule, train_config, rng (one entry per rank), format version.
+step, schedule, train_config, world_size, rng (one entry per rank, tensors and plain numbers),
+bad_frames (one ledger per rank), format version. Every kept checkpoint (latest.pt, epoch_NNNN.pt)
+holds all of it, so a run can resume from any of them.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
-import tempfile
+import re
+import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +25,21 @@ import torch
 from model.config import ModelConfig
 from model.siammae import SiamMAE
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2          # 2: RNG state as tensors and plain numbers, kept checkpoints are complete
+TEMP_GLOB = ".*.pt.*.tmp"       # what an interrupted save leaves behind
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line naming the file and the problem."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically: a reader never sees a half-written file."""
+    """Write `state` to `path` atomically: a reader never sees a half-written file. The file gets the
+    mode a plain `open` would give it (0666 less the umask), not a temp file's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"version": CHECKPOINT_VERSION, **state}, f)
@@ -33,18 +47,83 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a crash right after a save keeps the new file)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_interrupted_saves(folder: str | Path) -> list[Path]:
+    """Delete the temp files that saves killed midway left in `folder`; returns them."""
+    removed = sorted(Path(folder).glob(TEMP_GLOB)) if Path(folder).is_dir() else []
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
+    return removed
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's dict, read with torch.load(weights_only=True): code inside the file never runs.
+
+    Raises FileNotFoundError if there is no file, CheckpointError (one line, naming the file) if it is
+    empty, damaged, not a checkpoint, or holds objects that safe loading refuses.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    state = torch.load(path, map_location=map_location, weights_only=False)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint (an interrupted copy?)")
+    try:
+        with warnings.catch_warnings():          # torch warns about pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: {_unpickling_problem(path, exc)}") from None
+    except Exception as exc:  # noqa: BLE001 (zip, pickle and storage errors come in many types)
+        raise CheckpointError(f"{path}: damaged or not a PyTorch checkpoint "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
-        raise ValueError(f"{path}: not a siammae checkpoint (no model / model_config)")
+        raise CheckpointError(f"{path}: not a siammae checkpoint (no model / model_config)")
     return state
+
+
+def _first_line(exc: BaseException) -> str:
+    line = next((s.strip() for s in str(exc).splitlines() if s.strip()), type(exc).__name__)
+    return line.split(". ")[0]
+
+
+def _unpickling_problem(path: Path, exc: pickle.UnpicklingError) -> str:
+    """torch's weights_only refusal is a page of advice; keep what it refused and why."""
+    text = str(exc)
+    if "Weights only load failed" not in text:
+        return f"damaged or not a PyTorch checkpoint (UnpicklingError: {_first_line(exc)})"
+    imported = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", text, re.IGNORECASE)
+    if imported:
+        name = imported.group(1)
+        hint = (" (a checkpoint of an older siammae kept numpy RNG state in latest.pt; its epoch_*.pt load)"
+                if name.startswith("numpy") else "")
+        return (f"refused: loading it would import {name}; siammae loads checkpoints with "
+                f"torch.load(weights_only=True), which builds tensors and plain containers only and never runs "
+                f"what a file contains{hint}")
+    operand = re.search(r"Unsupported operand \d+", text)
+    what = operand.group(0) if operand else "weights_only refused it"
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80" or head == b"PK\x03\x04":       # a pickle, or torch's zip format
+        return f"refused: pickle instructions that safe loading does not run ({what}); not a siammae checkpoint"
+    return f"damaged or not a PyTorch checkpoint ({what})"
 
 
 def model_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -65,17 +144,30 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
 
 
 def capture_rng() -> dict[str, Any]:
-    """This process's random state: python, numpy, torch CPU and (if present) the current CUDA device."""
-    rng: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
-                           "torch": torch.get_rng_state()}
+    """This process's random state as tensors and plain numbers: python, numpy, torch CPU and (if in use)
+    the current CUDA device."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    rng: dict[str, Any] = {
+        "python": random.getstate(),                                 # (version, tuple of 625 ints, None)
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         rng["cuda"] = torch.cuda.get_rng_state()
     return rng
 
 
 def restore_rng(rng: dict[str, Any]) -> None:
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    """The inverse of capture_rng."""
+    random.setstate(_as_tuple(rng["python"]))
+    np_state = rng["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].cpu().numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
     torch.set_rng_state(rng["torch"].cpu())
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state(rng["cuda"].cpu())
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists back to the nested tuples random.setstate wants."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value

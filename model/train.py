@@ -24,16 +24,17 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from model import distributed as dist
-from model.checkpoint import capture_rng, load_checkpoint, model_state_dict, restore_rng, save_checkpoint
 from model.config import ModelConfig
 from model.masking import random_masking
 from model.recon_images import reconstruction_grid
+from model.run_folder import prepare_run_folder, resume_source
 from model.schedule import LRSchedule, param_groups, scaled_lr, set_lr
 from model.siammae import SiamMAE, SiamMAEOutput
+from model.train_checkpoint import Trainee, resume, save
 from model.train_config import TrainConfig, check_options
 from model.train_log import RunLog
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
-from siammae_common.console import UserError, info, warn
+from siammae_common.console import UserError, info
 
 
 class NonFiniteLossError(RuntimeError):
@@ -58,7 +59,8 @@ def build_loader(cfg: TrainConfig, crop_size: int, info_: dist.DistInfo, device:
                               decoder=DecoderConfig(num_threads=cfg.threads), kind=cfg.loader,
                               device="cuda" if device.type == "cuda" else "cpu", dtype="float32",
                               seed=cfg.seed, rank=info_.rank, world_size=info_.world_size,
-                              num_workers=cfg.num_workers)
+                              num_workers=cfg.num_workers, bad_frame_limit=cfg.bad_frame_limit,
+                              bad_frame_log=cfg.out / "bad_frames.jsonl")
     try:
         return build_pair_loader(loader_cfg)
     except ShardError as e:
@@ -113,20 +115,23 @@ def _train(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, devic
     mask_rng = torch.Generator(device=device)
     mask_rng.manual_seed(cfg.seed * 1000 + where.rank)
 
+    if where.is_main:
+        prepare_run_folder(cfg)                  # before the loader reads OUT/bad_frames.jsonl
+    dist.barrier()
     model = SiamMAE(model_cfg).to(device).train()
     loader = build_loader(cfg, model_cfg.input_size, where, device)
-    steps_per_epoch = len(loader) // cfg.accum_steps
-    if steps_per_epoch < 1:
+    per_rank_step = cfg.micro_batch(where.world_size) * cfg.accum_steps
+    if loader.pairs_per_epoch < per_rank_step:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs "
-                        f"({len(loader)} batches of {cfg.micro_batch(where.world_size)} per rank)")
+                        f"({loader.pairs_per_epoch} per process, {per_rank_step} per step)")
+    steps_per_epoch = len(loader) // cfg.accum_steps
     schedule = make_schedule(cfg, steps_per_epoch)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=schedule(0), betas=(0.9, 0.95))
     state = TrainState(first_bad_step=torch.full((), -1, dtype=torch.long, device=device))
-
-    if cfg.resume and cfg.latest_checkpoint.exists():
-        _resume(cfg, model_cfg, where, device, model, optimizer, schedule, mask_rng, state)
-    elif cfg.resume and where.is_main:
-        info(f"--resume: no checkpoint in {cfg.out / 'checkpoints'}, starting a new run")
+    trainee = Trainee(model, optimizer, schedule, mask_rng, loader.bad_frames)
+    source = resume_source(cfg)
+    if source is not None:
+        state.step = resume(source, cfg, model_cfg, where, device, trainee)
 
     net: torch.nn.Module = model
     if where.enabled:
@@ -172,8 +177,8 @@ def _train(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, devic
                 keep = in_epoch == 0 and epochs_done % cfg.save_every == 0
                 if last or keep or state.step % cfg.latest_every == 0:
                     _check_finite(state)
-                    _save(cfg, model_cfg, where, model, optimizer, schedule, mask_rng, state,
-                          keep_as=f"epoch_{epochs_done:04d}.pt" if keep else None)
+                    save(cfg, model_cfg, where, trainee, state.step,
+                         keep_as=f"epoch_{epochs_done:04d}.pt" if keep else None)
                 if last:
                     break
     finally:
@@ -237,51 +242,3 @@ def _check_finite(state: TrainState) -> None:
     if bad >= 0:
         raise NonFiniteLossError(f"the loss became non-finite at step {bad + 1}; stopping "
                                  "(try a lower --lr/--blr, --clip-grad, or a different --seed)")
-
-
-def _checkpoint_state(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, model: SiamMAE,
-                      optimizer: torch.optim.Optimizer, schedule: LRSchedule, mask_rng: torch.Generator,
-                      state: TrainState) -> dict[str, Any] | None:
-    rng = dist.all_gather_objects({**capture_rng(), "mask": mask_rng.get_state().cpu()})   # collective
-    if not where.is_main:
-        return None
-    return {"model": model_state_dict(model), "model_config": model_cfg.to_dict(),
-            "optimizer": optimizer.state_dict(), "step": state.step, "schedule": vars(schedule).copy(),
-            "train_config": cfg.to_dict(), "world_size": where.world_size, "rng": rng}
-
-
-def _save(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, model: SiamMAE,
-          optimizer: torch.optim.Optimizer, schedule: LRSchedule, mask_rng: torch.Generator,
-          state: TrainState, keep_as: str | None) -> None:
-    """Update checkpoints/latest.pt (and keep the weights as `keep_as`); every rank must call this."""
-    ckpt = _checkpoint_state(cfg, model_cfg, where, model, optimizer, schedule, mask_rng, state)
-    if ckpt is not None:
-        save_checkpoint(cfg.latest_checkpoint, ckpt)
-        if keep_as is not None:         # kept copies are for evaluation: weights and configs only
-            kept = {k: ckpt[k] for k in ("model", "model_config", "step", "train_config")}
-            save_checkpoint(cfg.latest_checkpoint.with_name(keep_as), kept)
-    dist.barrier()
-
-
-def _resume(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, device: torch.device,
-            model: SiamMAE, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
-            mask_rng: torch.Generator, state: TrainState) -> None:
-    ckpt = load_checkpoint(cfg.latest_checkpoint, map_location=device)
-    saved_cfg = ModelConfig.from_dict(ckpt["model_config"])
-    if saved_cfg != model_cfg:
-        raise UserError(f"--resume: {cfg.latest_checkpoint} holds a different model ({saved_cfg}); "
-                        "use the same model options or another --out")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    state.step = int(ckpt["step"])
-    if ckpt.get("schedule") != vars(schedule) and where.is_main:
-        warn(f"--resume: the lr schedule changed from {ckpt.get('schedule')} to {vars(schedule)}")
-    rng = ckpt.get("rng") or []
-    if len(rng) == where.world_size:
-        restore_rng(rng[where.rank])
-        mask_rng.set_state(rng[where.rank]["mask"].cpu())
-    elif where.is_main:
-        warn(f"--resume: checkpoint written by {len(rng)} processes, now {where.world_size}; "
-             "random streams restart from the seed")
-    if where.is_main:
-        info(f"resumed from {cfg.latest_checkpoint} at step {state.step}")

@@ -80,6 +80,9 @@ def opt(*decls: str, name: str, help: str, **kw: object):
      help="LO,HI: area fraction of the frame a crop covers, drawn uniformly (RandomResizedCrop's scale).")
 @opt("--num-workers", name="num_workers", type=int, help="DataLoader workers (--loader wds).")
 @opt("--threads", name="threads", type=int, help="DALI decoder threads (--loader dali).")
+@opt("--bad-frame-limit", name="bad_frame_limit", type=float,
+     help="Largest fraction of an epoch's pairs that may be replaced because they read a bad frame "
+          "(listed in OUT/bad_frames.jsonl); above it the run stops: the data is broadly damaged.")
 @opt("--torch-threads", name="torch_threads", type=int,
      help="PyTorch CPU threads per process; 0: the cores per process minus --threads, at least 1.")
 @opt("--device", name="device", type=click.Choice(["auto", "cuda", "cpu"]),
@@ -87,7 +90,12 @@ def opt(*decls: str, name: str, help: str, **kw: object):
 @opt("--seed", name="seed", type=int, help="Seed of data order, augmentation, masks and initialisation.")
 @opt("--compile/--no-compile", name="compile", help="torch.compile the model.")
 @opt("--amp/--no-amp", name="amp", help="bf16 autocast on CUDA (ignored on CPU).")
-@opt("--resume/--no-resume", name="resume", help="Continue from OUT/checkpoints/latest.pt if it exists.")
+@opt("--resume/--no-resume", name="resume",
+     help="Continue from OUT/checkpoints/latest.pt; starts a new run only if OUT holds no run yet.")
+@click.option("--resume-from", "resume_from", type=click.Path(path_type=Path), default=None,
+              help="Continue from this checkpoint (latest.pt or any kept epoch_NNNN.pt) into OUT.")
+@opt("--overwrite/--no-overwrite", name="overwrite",
+     help="Start over in an OUT that holds a run, removing its checkpoints, logs and images.")
 @opt("--log-every", name="log_every", type=int, help="Steps between metrics.jsonl / TensorBoard rows.")
 @opt("--save-every", name="save_every", type=int,
      help="Epochs between kept checkpoints (checkpoints/epoch_NNNN.pt).")
@@ -101,19 +109,17 @@ def main(**options: object) -> None:
     one GPU or CPU:  siammae-train --shards shards/ucf101 --out runs/s16
     8 GPUs:          torchrun --nproc_per_node=8 $(which siammae-train) --shards shards/ucf101 --out runs/s16
     """
-    from model.train import NonFiniteLossError, train  # imported late: --help stays fast
+    from model.checkpoint import CheckpointError  # imported late: --help stays fast
+    from model.train import NonFiniteLossError, train
+    from pipeline.frame_index import ShardError
 
     cfg = TrainConfig(**options)  # type: ignore[arg-type]
     try:
         train(cfg)
     except NonFiniteLossError as e:
         raise click.ClickException(str(e)) from None
-    except UserError:
-        raise
-    except (FileNotFoundError, ValueError) as e:
-        if type(e).__name__ == "ShardError" or isinstance(e, FileNotFoundError):
-            raise UserError(str(e)) from None
-        raise
+    except (ShardError, FileNotFoundError, CheckpointError) as e:   # data or files: one line, exit 2
+        raise UserError(str(e)) from None
 
 
 if __name__ == "__main__":

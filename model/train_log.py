@@ -29,7 +29,9 @@ class RunLog:
                   "steps_per_epoch": steps_per_epoch, "world_size": where.world_size,
                   "micro_batch_per_rank": cfg.micro_batch(where.world_size), "torch": torch.__version__}
         (self.out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
-        self.metrics = (self.out / "metrics.jsonl").open("a")
+        metrics = self.out / "metrics.jsonl"
+        _drop_rows_after(metrics, start_step)           # rows a resumed-from-earlier run will write again
+        self.metrics = metrics.open("a")
         self.tb = SummaryWriter(str(self.out / "tb"), purge_step=start_step or None)
         stop = schedule.total_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, schedule.total_steps)
         self.bar = progress(total=stop, desc="train", unit="step")
@@ -56,3 +58,19 @@ class RunLog:
         self.bar.close()
         self.tb.close()
         self.metrics.close()
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Keep the rows of metrics.jsonl up to `step` (rewritten atomically; a cut last line is dropped too)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    tmp.replace(path)

@@ -55,6 +55,8 @@ class LoaderConfig:
     debug_indices: bool = False           # also return (clip key, i, j) per pair
     normalize_on: Literal["auto", "dali", "torch"] = "auto"  # auto: torch on cuda (uint8 over the bus)
     source: Literal["index", "reader"] = "index"  # dali: pread two frames, or fn.readers.webdataset
+    bad_frame_limit: float = 0.001        # largest fraction of an epoch's pairs replaced for a bad frame
+    bad_frame_log: Path | None = None     # bad_frames.jsonl: one JSON line per bad frame met
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -66,6 +68,8 @@ class LoaderConfig:
             raise ValueError(f"need 1 <= gap_min <= gap_max, got {s.gap_min}..{s.gap_max}")
         if s.pairs_per_clip < 1:
             raise ValueError(f"pairs_per_clip must be >= 1, got {s.pairs_per_clip}")
+        if not 0.0 <= self.bad_frame_limit <= 1.0:      # also false for NaN
+            raise ValueError(f"bad_frame_limit must be in [0, 1], got {self.bad_frame_limit}")
 
     @property
     def parallel_source(self) -> bool:

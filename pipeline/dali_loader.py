@@ -1,5 +1,11 @@
 """The main loader: DALI decodes and augments pairs whose bytes come from the random-access source
-(or, with cfg.source="reader", from fn.readers.webdataset); batches come out as torch tensors."""
+(or, with cfg.source="reader", from fn.readers.webdataset); batches come out as torch tensors.
+
+Bad frames: the source replaces pairs whose bytes fail the structural check (no pipeline restart); a
+frame that passes it but fails DALI's decoder fails its whole batch, so the loader decodes that batch's
+frames one by one (`dali_decode_check`), records the culprits as known bad and rebuilds the pipeline at
+that very batch. In the normal case the pipeline is built once and runs across epochs.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.bad_frames import BadFrame, BadFrameLedger
 from pipeline.batch import PairBatch, finish_frames
 from pipeline.config import LoaderConfig
+from pipeline.dali_decode_check import decoder_failures
 from pipeline.dali_graph import GraphSpec, build_pipeline
 from pipeline.dali_reader_graph import READER_NAME, build_reader_pipeline
 from pipeline.dali_source import IndexedPairSource
@@ -44,11 +52,11 @@ class DaliPairLoader:
         hint = (int(self.index.height.max()), int(self.index.width.max()))
         self.spec = dali_graph_spec(cfg, hint)
         self.epoch = 0
+        self.bad_frames = BadFrameLedger(cfg.bad_frame_limit, cfg.bad_frame_log, cfg.rank)
+        self.pipeline_builds = 0
         self._pipe: Any = None
-        self._base_epoch = 0
-        self._consumed = 0                                  # batches taken since the pipe was built
-        self._source = IndexedPairSource(self.index, cfg.sampling, cfg.batch_size, cfg.seed, cfg.rank,
-                                         cfg.world_size, base_epoch=0)
+        self._next_batch = -1                               # global batch the pipe delivers next
+        self._source = self._new_source(0)
         self._batches = self._source.batches_per_epoch
         if cfg.source == "reader":                          # one pair per clip read, DALI's sharding
             clips = len(self.index)
@@ -63,13 +71,18 @@ class DaliPairLoader:
 
     @property
     def pairs_per_epoch(self) -> int:
-        return self._batches * self.cfg.batch_size
+        """Pairs of this rank's epoch plan (the last batch wraps to the epoch's start to fill up)."""
+        if self.cfg.source == "reader":
+            return self._batches * self.cfg.batch_size
+        return self._source.pairs_per_epoch
 
-    def _ensure_pipe(self) -> None:
-        expected = self._base_epoch + self._consumed // max(self._batches, 1)
-        aligned = self._consumed % max(self._batches, 1) == 0 and expected == self.epoch
-        if self._pipe is not None and aligned:
-            return
+    def _new_source(self, start_batch: int) -> IndexedPairSource:
+        cfg = self.cfg
+        return IndexedPairSource(self.index, cfg.sampling, cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
+                                 start_batch=start_batch, known_bad=self.bad_frames.known_codes(self.index))
+
+    def _build(self, start_batch: int) -> None:
+        """A pipeline whose first batch is global batch `start_batch`."""
         self.close()
         cfg = self.cfg
         # The GPU this process trains on (torchrun's LOCAL_RANK, set by the trainer), not the global rank,
@@ -81,31 +94,69 @@ class DaliPairLoader:
                                                cfg.batch_size, shard_id=cfg.rank, num_shards=cfg.world_size,
                                                seed=cfg.seed + self.epoch, device_id=device_id)
         else:
-            self._source = IndexedPairSource(self.index, cfg.sampling, cfg.batch_size, cfg.seed, cfg.rank,
-                                             cfg.world_size, base_epoch=self.epoch)
+            self._source = self._new_source(start_batch)
             # fork is cheapest, but never fork a process that has touched CUDA
             start = "spawn" if cfg.device == "cuda" else "fork"
             self._pipe = build_pipeline(self._source, self.spec, cfg.batch_size,
                                         parallel=cfg.parallel_source, seed=cfg.seed,
                                         device_id=device_id, py_start_method=start)
-        self._base_epoch, self._consumed = self.epoch, 0
+        self.pipeline_builds += 1
+        self._next_batch = start_batch
 
     def __iter__(self) -> Iterator[PairBatch]:
-        self._ensure_pipe()
+        first = self.epoch * self._batches
+        if self._pipe is None or self._next_batch != first:
+            self._build(first)
         cfg = self.cfg
-        for _ in range(self._batches):
-            f1, f2, debug = self._pipe.run()
-            self._consumed += 1
+        for b in range(self._batches):
+            f1, f2, debug = self._run(first + b)
             index = None
             if cfg.debug_indices:
-                rows = np.array(debug.as_tensor()).tolist()
-                index = [(self.index.keys[c], i, j) for c, i, j in rows]
+                index = [(self.index.keys[c], i, j) for c, i, j in debug[:, :3].tolist()]
             norm = cfg.normalize_in_torch
             yield PairBatch(finish_frames(dali_to_torch(f1, cfg.device), device=cfg.device, dtype=cfg.dtype,
                                           normalize=norm),
                             finish_frames(dali_to_torch(f2, cfg.device), device=cfg.device, dtype=cfg.dtype,
                                           normalize=norm), index)
         self.epoch += 1
+
+    def _run(self, g: int) -> tuple[Any, Any, np.ndarray]:
+        """Global batch g: (f1, f2, debug [B, 4]); restarts the pipeline at g after a decoder failure."""
+        while True:
+            try:
+                f1, f2, debug = self._pipe.run()
+            except Exception:                  # DALI raises RuntimeError for the whole batch
+                if self.cfg.source == "reader" or not self._learn_decoder_failures(g):
+                    raise
+                self._build(g)
+                continue
+            self._next_batch = g + 1
+            debug = np.array(debug.as_tensor())
+            if self.cfg.source == "index" and debug[:, 3].any():
+                epoch, _, replacements = self._source.resolve(g)
+                self.bad_frames.record(epoch, replacements, self.pairs_per_epoch)
+            return f1, f2, debug
+
+    def _learn_decoder_failures(self, g: int) -> bool:
+        """Decode the frames of batch g (and of the batches DALI may have prefetched after it) one by one;
+        record those the decoder fails on. Returns whether any was found."""
+        source = self._source
+        found: list[BadFrame] = []
+        for batch in range(g, g + self.cfg.decoder.prefetch_queue_depth + 1):
+            epoch, sources, _ = source.resolve(batch)
+            p = source.plan(epoch).take(sources)
+            frames = source.reader.read_bytes(np.concatenate([p.clip, p.clip]), np.concatenate([p.i, p.j]))
+            anchors = np.tile(np.ascontiguousarray(p.crop[:, [1, 0]], dtype=np.int32), (2, 1))
+            shapes = np.tile(np.ascontiguousarray(p.crop[:, [3, 2]], dtype=np.int32), (2, 1))
+            clips, numbers = np.concatenate([p.clip, p.clip]), np.concatenate([p.i, p.j])
+            for n, error in decoder_failures(frames, anchors, shapes, self.spec, self._device_id()):
+                found.append(BadFrame.at(self.index, int(clips[n]), int(numbers[n]), error))
+            if found:
+                break
+        return self.bad_frames.learn(found) > 0
+
+    def _device_id(self) -> int | None:
+        return torch.cuda.current_device() if self.cfg.device == "cuda" else None
 
     @property
     def reader_name(self) -> str:

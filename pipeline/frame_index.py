@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.shard_format import clip_frame_table, list_shards
+from pipeline.shard_format import MANIFEST_NAME, clip_frame_table, list_shards
 
 
 class ShardError(ValueError):
@@ -43,8 +43,11 @@ class FrameIndex:
         """Read the frame table of every shard listed in `root/manifest.json`; raises ShardError."""
         try:
             shards = list_shards(root)
-        except (FileNotFoundError, ValueError, KeyError) as exc:
+        except FileNotFoundError as exc:
             raise ShardError(str(exc)) from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:   # not JSON, fields missing or mistyped
+            raise ShardError(f"{manifest_path(root)}: not a valid shard manifest "
+                             f"({type(exc).__name__}: {exc})") from exc
         if not shards:
             raise ShardError(f"{root}: the manifest lists no shards")
         keys, shard_ids, data_off, first, offs, n, h, w, metas = [], [], [], [], [], [], [], [], []
@@ -76,6 +79,12 @@ class FrameIndex:
     def frame_bytes(self, clip: np.ndarray, frame: np.ndarray) -> np.ndarray:
         """JPEG sizes of the given frames, [N] int64 (no I/O)."""
         return self.frame_ranges(clip, frame)[1]
+
+
+def manifest_path(root: str | os.PathLike) -> Path:
+    """The manifest file of a shard folder (or the file itself when given one)."""
+    path = Path(root)
+    return path / MANIFEST_NAME if path.is_dir() else path
 
 
 def _checked_table(tar: Path, expected_clips: int) -> list:
@@ -117,6 +126,10 @@ class FrameReader:
 
     def read(self, clip: np.ndarray, frame: np.ndarray) -> list[np.ndarray]:
         """The JPEG bytes of each (clip, frame), as uint8 arrays; [N], [N] -> N arrays."""
+        return [np.frombuffer(data, dtype=np.uint8) for data in self.read_bytes(clip, frame)]
+
+    def read_bytes(self, clip: np.ndarray, frame: np.ndarray) -> list[bytes]:
+        """The JPEG bytes of each (clip, frame); [N], [N] -> N byte strings."""
         start, length = self.index.frame_ranges(clip, frame)
         shards = self.index.shard[clip]
         out = []
@@ -125,7 +138,7 @@ class FrameReader:
             if len(data) != n:
                 raise ShardError(f"{self.index.tars[s]}: truncated at byte {a + len(data)} "
                                  f"(wanted {n} bytes at {a})")
-            out.append(np.frombuffer(data, dtype=np.uint8))
+            out.append(data)
         self.bytes_read += int(length.sum())
         return out
 

@@ -15,6 +15,8 @@ import numpy as np
 from pipeline.config import PairSamplingConfig
 
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 windows before falling back to a centre crop
+REPLACEMENT_CANDIDATES = 64  # pairs tried in turn for one that reads a bad frame
+# epoch_rng streams: 1 clip order, 2 pairs and crops, 3 the fallback's shard order, 4 replacements
 
 
 @dataclass(frozen=True)
@@ -120,3 +122,17 @@ def batch_slice(n_pairs: int, batch_size: int, batch: int) -> np.ndarray:
 
 def batches_per_epoch(n_pairs: int, batch_size: int) -> int:
     return math.ceil(n_pairs / batch_size)
+
+
+def replacement_candidates(n_pairs: int, seed: int, epoch: int, rank: int, slot: int) -> np.ndarray:
+    """Plan positions to try, in order, in place of the pair at `slot` when it reads a bad frame.
+
+    Fixed by (seed, epoch, rank, slot) alone, so every loader, and a resumed run, picks the same
+    replacement: the first candidate whose frames are all good. [<= REPLACEMENT_CANDIDATES] int64, never
+    `slot` itself.
+    """
+    if n_pairs < 2:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng([seed, epoch, rank, 4, slot])
+    steps = rng.choice(n_pairs - 1, size=min(n_pairs - 1, REPLACEMENT_CANDIDATES), replace=False) + 1
+    return ((slot + steps) % n_pairs).astype(np.int64)

@@ -7,12 +7,14 @@ read back which crop, which flip and which frames a loader produced.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from pipeline.config import PairSamplingConfig
+from pipeline.sampling import plan_epoch
 from pipeline.shard_format import Manifest, ShardInfo, index_path_for, write_manifest, write_shard
 
 BLUE_PER_FRAME = 4          # blue = 4 * frame index (so clips up to 64 frames stay inside 0..255)
@@ -33,13 +35,65 @@ def jpeg(img: np.ndarray, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+DAMAGE_KINDS = ("header_zeroed", "bytes_flipped", "truncated", "huffman_table")
+
+
+def damage_jpeg(data: bytes, kind: str) -> bytes:
+    """A JPEG damaged the way stored frames get damaged:
+
+    header_zeroed  its first 32 bytes overwritten with zeros;
+    bytes_flipped  bits of two bytes in the middle of the entropy-coded data flipped so that they read
+                   as a marker (0xFF 0x5A) where none may stand;
+    truncated      cut to its first half (no end-of-image marker);
+    huffman_table  its first Huffman table's code counts set to 255 (a header only a decoder rejects).
+    """
+    out = bytearray(data)
+    if kind == "header_zeroed":
+        out[:32] = bytes(32)
+    elif kind == "bytes_flipped":
+        sos = data.index(b"\xff\xda")
+        start = sos + 2 + (data[sos + 2] << 8 | data[sos + 3])
+        mid = (start + len(data) - 2) // 2
+        out[mid], out[mid + 1] = 0xFF, 0x5A
+    elif kind == "truncated":
+        del out[len(out) // 2:]
+    elif kind == "huffman_table":
+        counts = data.index(b"\xff\xc4") + 5           # marker, length (2), table class/id (1)
+        out[counts:counts + 16] = b"\xff" * 16
+    else:
+        raise ValueError(f"unknown damage {kind!r}; expected one of {', '.join(DAMAGE_KINDS)}")
+    return bytes(out)
+
+
+def damage_in_plan(n_frames: Sequence[int], sampling: PairSamplingConfig, *, height: int = 48, width: int = 64,
+                   seed: int = 0, epoch: int = 0) -> dict[tuple[int, int], str]:
+    """{(clip, frame): kind}: one frame of each of DAMAGE_KINDS, each read by a pair of a different clip in
+    `epoch`'s plan (rank 0 of 1), so a loader meets every one of them in that epoch."""
+    count = len(n_frames)
+    plan = plan_epoch(np.asarray(n_frames), np.full(count, height), np.full(count, width), sampling, seed, epoch)
+    damage: dict[tuple[int, int], str] = {}
+    for p in range(len(plan)):
+        clip = int(plan.clip[p])
+        if len(damage) == len(DAMAGE_KINDS) or any(c == clip for c, _ in damage):
+            continue
+        frame = int(plan.i[p]) if len(damage) % 2 else int(plan.j[p])
+        damage[clip, frame] = DAMAGE_KINDS[len(damage)]
+    return damage
+
+
 def write_coded_shards(root: Path, n_frames: Sequence[int], *, height: int = 48, width: int = 64,
-                       clips_per_shard: int = 4, name: str = "coded") -> Path:
-    """Write clips with the given frame counts as shards + manifest under `root`; returns root."""
+                       clips_per_shard: int = 4, name: str = "coded",
+                       damage: Mapping[tuple[int, int], str] | None = None) -> Path:
+    """Write clips with the given frame counts as shards + manifest under `root`; returns root.
+
+    damage: {(clip, frame): kind} frames stored damaged (see damage_jpeg).
+    """
     root.mkdir(parents=True, exist_ok=True)
+    damage = damage or {}
     clips = []
     for c, n in enumerate(n_frames):
         frames = [jpeg(coded_frame(t, height, width)) for t in range(n)]
+        frames = [damage_jpeg(f, damage[c, t]) if (c, t) in damage else f for t, f in enumerate(frames)]
         meta = {"class_name": f"class{c % 3}", "label": c % 3, "source": f"coded/clip{c}.avi", "fps": 25.0,
                 "height": height, "width": width}
         clips.append((f"clip{c:04d}", frames, meta))

@@ -110,7 +110,7 @@ def test_bad_options_exit_2_with_one_clear_line_before_any_work(
     elif problem == "input-size":
         extra, expected = ["--model", "vit_micro_patch16", "--input-size", "40"], "multiple of patch"
     elif problem == "mask-ratio":
-        extra, expected = ["--model", "vit_micro_patch16", "--mask-ratio", "1.0"], "mask_ratio"
+        extra, expected = ["--model", "vit_micro_patch16", "--mask-ratio", "1.0"], "--mask-ratio"
     elif problem == "crop-scale-range":
         extra, expected = ["--crop-scale", "0.6,0.2"], "--crop-scale"
     elif problem == "crop-scale-format":
