@@ -26,15 +26,25 @@ class PairSamplingConfig:
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """JPEG decoder settings exposed to the user (DALI names)."""
+    """DALI settings exposed to the user (DALI's names); siammae-bench and siammae-train set each one."""
 
-    hw_decoder_load: float = 0.65
-    prefetch_queue_depth: int = 2
-    num_threads: int = 2
+    hw_decoder_load: float = 0.65        # share of the JPEGs for the hardware decoder (GPU only)
+    prefetch_queue_depth: int = 2        # batches the pipeline works on ahead of the consumer
+    num_threads: int = 2                 # decoder / augmentation threads (siammae-train: cores per process)
     py_num_workers: int = 1              # processes of DALI's parallel external source
     # DALI's parallel external source (worker processes) for the byte reader; None = auto: on for
     # cuda (keeps the main thread free), off on a CPU, where 2 cores measured faster without it.
     parallel_source: bool | None = None
+    # batches the parallel source's workers prepare ahead, independent of the pipeline's depth;
+    # None = auto: 2 per worker, so every worker always has a batch to read
+    source_prefetch: int | None = None
+
+    @property
+    def source_queue_depth(self) -> int:
+        """The parallel external source's prefetch depth (resolves source_prefetch's auto)."""
+        if self.source_prefetch is None:
+            return max(2, 2 * self.py_num_workers)
+        return self.source_prefetch
 
 
 @dataclass(frozen=True)
@@ -53,10 +63,13 @@ class LoaderConfig:
     world_size: int = 1
     num_workers: int = 2                  # wds fallback: DataLoader workers
     debug_indices: bool = False           # also return (clip key, i, j) per pair
-    normalize_on: Literal["auto", "dali", "torch"] = "auto"  # auto: torch on cuda (uint8 over the bus)
+    normalize_on: Literal["auto", "dali", "torch"] = "auto"  # auto: in DALI (see normalize_in_torch)
     source: Literal["index", "reader"] = "index"  # dali: pread two frames, or fn.readers.webdataset
     bad_frame_limit: float = 0.001        # largest fraction of an epoch's pairs replaced for a bad frame
     bad_frame_log: Path | None = None     # bad_frames.jsonl: one JSON line per bad frame met
+    # an epoch is cut to a whole number of this many batches (the trainer's accumulation steps): the
+    # micro-batches a trainer would drop at an epoch's end are never read, and epochs stay contiguous
+    batches_per_step: int = 1
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -70,6 +83,13 @@ class LoaderConfig:
             raise ValueError(f"pairs_per_clip must be >= 1, got {s.pairs_per_clip}")
         if not 0.0 <= self.bad_frame_limit <= 1.0:      # also false for NaN
             raise ValueError(f"bad_frame_limit must be in [0, 1], got {self.bad_frame_limit}")
+        if self.batches_per_step < 1:
+            raise ValueError(f"batches_per_step must be >= 1, got {self.batches_per_step}")
+        d = self.decoder
+        if d.num_threads < 1 or d.py_num_workers < 1 or d.prefetch_queue_depth < 1:
+            raise ValueError(f"DALI threads, workers and prefetch depth must be >= 1, got {d}")
+        if d.source_queue_depth < 1 or not 0.0 <= d.hw_decoder_load <= 1.0:
+            raise ValueError(f"need source_prefetch >= 1 and hw_decoder_load in [0, 1], got {d}")
 
     @property
     def parallel_source(self) -> bool:
@@ -80,9 +100,9 @@ class LoaderConfig:
 
     @property
     def normalize_in_torch(self) -> bool:
-        """Whether the loader emits uint8 from the decoder and normalises on cfg.device."""
+        """Whether the DALI loader emits uint8 and normalises in torch. auto: in DALI, on a CPU and on
+        a GPU alike: on the GPU the frames are decoded into device memory (`device="mixed"`), so
+        crop_mirror_normalize normalises there, with no extra kernel or host-to-device copy."""
         if self.dtype == "uint8":
             return False
-        if self.normalize_on == "auto":
-            return self.device == "cuda"
         return self.normalize_on == "torch"

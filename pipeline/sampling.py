@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.config import PairSamplingConfig
 
+if TYPE_CHECKING:
+    from pipeline.frame_index import FrameIndex
+
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 windows before falling back to a centre crop
 REPLACEMENT_CANDIDATES = 64  # pairs tried in turn for one that reads a bad frame
-# epoch_rng streams: 1 clip order, 2 pairs and crops, 3 the fallback's shard order, 4 replacements
+# epoch_rng streams: 1 clip order, 2 pairs and crops, 4 replacements, 5 shard order, 6 a rank's clip order
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,16 @@ def epoch_rng(seed: int, epoch: int, rank: int, stream: int = 0) -> np.random.Ge
     return np.random.default_rng([seed, epoch, rank, stream])
 
 
-def rank_clips(n_clips: int, seed: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
-    """Clip indices this rank reads in `epoch`: a shuffled, disjoint, contiguous share of the clip list.
+def rank_clips(n_clips: int, seed: int, epoch: int, rank: int, world_size: int,
+               shard_of: np.ndarray | None = None) -> np.ndarray:
+    """Clip indices this rank reads in `epoch`: a shuffled, disjoint share of the clip list, every
+    rank getting ceil(n_clips / world_size) clips (equal epoch lengths, as DDP needs; a short share is
+    padded by repeating some of its own clips).
 
-    The permutation is padded by wrapping around so that every rank gets ceil(n_clips / world_size)
-    clips (equal epoch lengths, as DDP needs); only the padding repeats clips of another rank.
+    With several ranks and `shard_of` ([C] the shard of each clip), the shares are cut by shard: the
+    shards are put in a shuffled order, each rank takes a contiguous run of them (so ranks read
+    disjoint sets of shards, sharing at most the shard where two runs meet), and its clips are then
+    shuffled among themselves. One rank alone reads every clip in a shuffled order.
     """
     if n_clips <= 0:
         raise ValueError("no clips to sample from")
@@ -53,8 +62,16 @@ def rank_clips(n_clips: int, seed: int, epoch: int, rank: int, world_size: int) 
         raise ValueError(f"rank {rank} is outside world size {world_size}")
     order = epoch_rng(seed, epoch, 0, stream=1).permutation(n_clips)      # same on every rank
     per_rank = math.ceil(n_clips / world_size)
-    padded = np.resize(order, per_rank * world_size)                       # wraps around
-    return padded[rank * per_rank:(rank + 1) * per_rank].astype(np.int64)
+    if world_size == 1 or shard_of is None or n_clips < world_size:
+        padded = np.resize(order, per_rank * world_size)                   # wraps around
+        return padded[rank * per_rank:(rank + 1) * per_rank].astype(np.int64)
+    shard_of = np.asarray(shard_of)
+    place = epoch_rng(seed, epoch, 0, stream=5).permutation(int(shard_of.max()) + 1)   # shard -> place
+    by_shard = order[np.argsort(place[shard_of[order]], kind="stable")]    # shard after shard
+    bounds = np.arange(world_size + 1) * n_clips // world_size
+    mine = by_shard[bounds[rank]:bounds[rank + 1]]
+    mine = mine[epoch_rng(seed, epoch, rank, stream=6).permutation(len(mine))]   # mix the rank's shards
+    return np.resize(mine, per_rank).astype(np.int64)
 
 
 def sample_frame_pairs(n_frames: np.ndarray, gap_min: int, gap_max: int,
@@ -103,10 +120,12 @@ def sample_crops(heights: np.ndarray, widths: np.ndarray, scale: tuple[float, fl
 
 
 def plan_epoch(n_frames: np.ndarray, heights: np.ndarray, widths: np.ndarray, cfg: PairSamplingConfig,
-               seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> PairPlan:
-    """All pairs of one rank's epoch: its clips in shuffled order, each repeated K = pairs_per_clip
-    times in a row (repeated sampling: the K pairs of a clip are consecutive)."""
-    clips = np.repeat(rank_clips(len(n_frames), seed, epoch, rank, world_size), cfg.pairs_per_clip)
+               seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+               shard_of: np.ndarray | None = None) -> PairPlan:
+    """All pairs of one rank's epoch: its clips (`rank_clips`) in shuffled order, each repeated
+    K = pairs_per_clip times in a row (repeated sampling: the K pairs of a clip are consecutive)."""
+    share = rank_clips(len(n_frames), seed, epoch, rank, world_size, shard_of)
+    clips = np.repeat(share, cfg.pairs_per_clip)
     rng = epoch_rng(seed, epoch, rank, stream=2)
     i, j = sample_frame_pairs(np.asarray(n_frames)[clips], cfg.gap_min, cfg.gap_max, rng)
     crop = sample_crops(np.asarray(heights)[clips], np.asarray(widths)[clips], cfg.crop_scale,
@@ -136,3 +155,20 @@ def replacement_candidates(n_pairs: int, seed: int, epoch: int, rank: int, slot:
     rng = np.random.default_rng([seed, epoch, rank, 4, slot])
     steps = rng.choice(n_pairs - 1, size=min(n_pairs - 1, REPLACEMENT_CANDIDATES), replace=False) + 1
     return ((slot + steps) % n_pairs).astype(np.int64)
+
+
+def index_plan(index: FrameIndex, cfg: PairSamplingConfig, seed: int, epoch: int, rank: int = 0,
+               world_size: int = 1) -> PairPlan:
+    """`plan_epoch` over the clips of a shard folder's frame index (ranks split by shard)."""
+    return plan_epoch(index.n_frames, index.height, index.width, cfg, seed, epoch, rank, world_size,
+                      shard_of=index.shard)
+
+
+def epoch_batches(n_pairs: int, batch_size: int, batches_per_step: int = 1) -> int:
+    """Batches a loader delivers per epoch: enough to cover the plan (the last one wraps to the epoch's
+    start), cut to a whole number of `batches_per_step` (at least one step's worth)."""
+    full = batches_per_epoch(n_pairs, batch_size)
+    if full < batches_per_step:
+        raise ValueError(f"an epoch of {n_pairs} pairs fills {full} batches of {batch_size}, fewer than "
+                         f"the {batches_per_step} of one step")
+    return full - full % batches_per_step
