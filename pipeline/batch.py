@@ -1,4 +1,9 @@
-"""What every loader yields (PairBatch) and the one normalisation both loaders share."""
+"""What every loader yields (PairBatch) and how a decoded batch becomes training input on the device.
+
+Nothing here builds a tensor per batch: the mean and 1/std a loader normalises with are made once per
+loader and device (`FrameFinisher`), because `torch.tensor(..., device="cuda")` is a blocking
+host-to-device copy that would make the loader wait for the training step before it.
+"""
 
 from __future__ import annotations
 
@@ -29,17 +34,40 @@ class PairBatch:
         return self.f1.shape[0]
 
 
-def normalize_uint8(frames: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 [B, 3, H, W] (0..255) -> ImageNet-normalised `dtype`, computed on the tensor's device."""
-    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1) * 255.0
-    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1) * 255.0)
-    return ((frames.float() - mean) * inv_std).to(dtype)
+def normalize_uint8(frames: torch.Tensor, dtype: torch.dtype, mean: torch.Tensor, inv_std: torch.Tensor
+                    ) -> torch.Tensor:
+    """uint8 [B, 3, H, W] (0..255) -> ImageNet-normalised `dtype`: (x - mean) * inv_std, where mean and
+    inv_std are [1, 3, 1, 1] float32 on the frames' device in 0..255 units (see `imagenet_constants`)."""
+    out = frames.to(torch.float32)
+    out.sub_(mean).mul_(inv_std)                         # in place: one float buffer per batch
+    return out if dtype == torch.float32 else out.to(dtype)
 
 
-def finish_frames(frames: torch.Tensor, *, device: str, dtype: str, normalize: bool) -> torch.Tensor:
-    """Move a decoded batch to `device` and bring it to the loader's output dtype."""
-    frames = frames.to(device, non_blocking=True)
-    target = TORCH_DTYPES[dtype]
-    if normalize:
-        return normalize_uint8(frames, target)
-    return frames if frames.dtype == target else frames.to(target)
+def imagenet_constants(device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, 1 / std) in 0..255 units as [1, 3, 1, 1] float32 on `device` (built once per loader)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+    return mean.to(device), inv_std.to(device)
+
+
+class FrameFinisher:
+    """Brings decoded batches to a loader's device and output dtype, normalising uint8 input when asked.
+
+    Built once per loader: the constants are moved to the device here, never per batch.
+    """
+
+    def __init__(self, device: str, dtype: str, normalize: bool) -> None:
+        self.device = torch.device(device)
+        self.dtype = TORCH_DTYPES[dtype]
+        self.normalize = normalize
+        self.mean, self.inv_std = imagenet_constants(self.device) if normalize else (None, None)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] on any device -> [B, 3, H, W] on self.device in self.dtype.
+
+        A pinned CPU batch crosses to the GPU asynchronously; the normalisation then runs there.
+        """
+        frames = frames.to(self.device, non_blocking=True)
+        if self.normalize:
+            return normalize_uint8(frames, self.dtype, self.mean, self.inv_std)
+        return frames if frames.dtype == self.dtype else frames.to(self.dtype)

@@ -1,9 +1,9 @@
 """The DALI graph that turns two JPEGs plus one crop window and flip into a normalised pair.
 
 The graph is the same on a CPU and a GPU: only the decoder's device ("cpu" or "mixed") changes.
-Its inputs come from an external source that yields, per pair, the two frames' JPEG bytes, the crop
-(anchor, shape) in pixels, x-y order, and the flip flag; the benchmark's ceiling feeds the very same
-graph from memory.
+Its inputs come from an external source that yields, per batch, the f1 and f2 JPEG bytes and one
+int32 meta array per pair (`dali_source.pair_meta`: crop anchor and shape in pixels, x-y order, the
+flip flag, then what the loader reports); the benchmark's ceiling feeds the very same graph from memory.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from nvidia.dali import fn, pipeline_def, types
 from pipeline.config import DecoderConfig, PairSamplingConfig
 from siammae_common.constants import IMAGENET_MEAN, IMAGENET_STD
 
-# Source outputs, in order: f1 bytes, f2 bytes, anchor (x, y), shape (w, h), flip, debug (clip, i, j).
-SOURCE_OUTPUTS = 6
+# Source outputs, in order: f1 bytes, f2 bytes, meta [B, 9] int32 (x, y, w, h, flip, clip, i, j, replaced).
+SOURCE_OUTPUTS = 3
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,18 @@ def _augment(img: Any, flip: Any, spec: GraphSpec) -> Any:
 
 
 def pair_graph(source: Callable[..., Any], spec: GraphSpec, *, parallel: bool) -> tuple[Any, ...]:
-    """The graph body: (f1 [B,3,S,S], f2 [B,3,S,S], debug [B,3] int64) from a batch-mode source."""
+    """The graph body: (f1 [B,3,S,S], f2 [B,3,S,S], meta [B,9] int32) from a batch-mode source."""
     extra: dict[str, Any] = {}
-    if parallel:
-        extra = {"prefetch_queue_depth": spec.decoder.prefetch_queue_depth,
-                     "bytes_per_sample_hint": 64 << 10}
-    f1, f2, anchor, shape, flip, debug = fn.external_source(
-        source, num_outputs=SOURCE_OUTPUTS, batch=True, batch_info=True, parallel=parallel, **extra)
+    if parallel:      # the workers' own queue: how many batches they prepare ahead of the pipeline
+        extra = {"prefetch_queue_depth": spec.decoder.source_queue_depth, "bytes_per_sample_hint": 64 << 10}
+    f1, f2, meta = fn.external_source(source, num_outputs=SOURCE_OUTPUTS, batch=True, batch_info=True,
+                                      parallel=parallel, **extra)
+    anchor, shape, flip = meta[0:2], meta[2:4], meta[4]
     d1 = _decode(f1, anchor, shape, spec)
     d2 = _decode(f2, anchor, shape, spec)
     if spec.decode_only:
-        return d1, d2, debug
-    return _augment(d1, flip, spec), _augment(d2, flip, spec), debug
+        return d1, d2, meta
+    return _augment(d1, flip, spec), _augment(d2, flip, spec), meta
 
 
 def build_pipeline(source: Callable[..., Any], spec: GraphSpec, batch_size: int, *, parallel: bool,

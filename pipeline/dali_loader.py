@@ -4,11 +4,15 @@
 Bad frames: the source replaces pairs whose bytes fail the structural check (no pipeline restart); a
 frame that passes it but fails DALI's decoder fails its whole batch, so the loader decodes that batch's
 frames one by one (`dali_decode_check`), records the culprits as known bad and rebuilds the pipeline at
-that very batch. In the normal case the pipeline is built once and runs across epochs.
+that very batch. In the normal case the pipeline is built once and runs across epochs: an epoch is cut
+to whole training steps (`LoaderConfig.batches_per_step`), so consecutive epochs are consecutive global
+batches, and `set_epoch(epoch, start_batch)` on a resumed run starts the pipeline at that very batch
+(no batch is decoded twice).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,12 +20,12 @@ import numpy as np
 import torch
 
 from pipeline.bad_frames import BadFrame, BadFrameLedger
-from pipeline.batch import PairBatch, finish_frames
+from pipeline.batch import FrameFinisher, PairBatch
 from pipeline.config import LoaderConfig
 from pipeline.dali_decode_check import decoder_failures
 from pipeline.dali_graph import GraphSpec, build_pipeline
 from pipeline.dali_reader_graph import READER_NAME, build_reader_pipeline
-from pipeline.dali_source import IndexedPairSource
+from pipeline.dali_source import DEBUG_COLUMNS, IndexedPairSource
 from pipeline.frame_index import FrameIndex
 from pipeline.shard_format import list_shards
 
@@ -33,12 +37,25 @@ def dali_graph_spec(cfg: LoaderConfig, frame_hint: tuple[int, int] = (240, 320))
                      dtype=dali_dtype, frame_hint=frame_hint)
 
 
-def dali_to_torch(out: Any, device: str) -> torch.Tensor:
-    """A dense DALI TensorList -> a torch tensor on `device` that owns its memory (one copy)."""
-    tensor = out.as_tensor()
-    if device == "cuda":
-        return torch.from_dlpack(tensor).clone()
-    return torch.from_numpy(np.array(tensor, copy=True))
+def dali_to_torch(out: Any) -> torch.Tensor:
+    """A dense DALI TensorList (CPU or GPU) -> a torch tensor sharing its memory: no copy.
+
+    This is what DALI's own PyTorch plugin does when the pipeline runs DALI's dynamic executor
+    (`exec_dynamic=True`, which `build_pipeline` sets): that executor never reuses or overwrites an
+    output buffer in a later `run()`; the buffer lives as long as a reference to it does (DALI 2.4,
+    `TensorGPU.__dlpack__`: only without the dynamic executor may outputs be overwritten). On the GPU,
+    torch.from_dlpack hands DALI torch's current stream and DALI makes that stream wait for the batch's
+    ready event, so nothing waits on the host. (The executor is not the legacy one: with it, this
+    would need the copy the loader used to make.)
+    """
+    return torch.from_dlpack(out.as_tensor())
+
+
+# DALI returns a freed output buffer to its own pool in the order of DALI's stream, which knows nothing
+# of the training stream still reading it. The loader therefore keeps the outputs of the last few
+# batches referenced: the host runs at most about one step ahead of the GPU (CUDA's launch queue), so
+# a batch is released only after the step that read it has long been enqueued behind newer work.
+HELD_BATCHES = 3
 
 
 class DaliPairLoader:
@@ -51,7 +68,10 @@ class DaliPairLoader:
         self.index = index if index is not None else FrameIndex.load(cfg.shards)
         hint = (int(self.index.height.max()), int(self.index.width.max()))
         self.spec = dali_graph_spec(cfg, hint)
+        self.finish = FrameFinisher(cfg.device, cfg.dtype, cfg.normalize_in_torch)
         self.epoch = 0
+        self._start = 0                                     # batch of the epoch the next pass starts at
+        self._held: deque[Any] = deque(maxlen=HELD_BATCHES if cfg.device == "cuda" else 0)
         self.bad_frames = BadFrameLedger(cfg.bad_frame_limit, cfg.bad_frame_log, cfg.rank)
         self.pipeline_builds = 0
         self._pipe: Any = None
@@ -66,8 +86,11 @@ class DaliPairLoader:
     def __len__(self) -> int:
         return self._batches
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """The next pass delivers batches start_batch, ..., len(self) - 1 of `epoch`."""
+        if not 0 <= start_batch < self._batches:
+            raise ValueError(f"start_batch {start_batch} is outside the epoch's {self._batches} batches")
+        self.epoch, self._start = epoch, start_batch
 
     @property
     def pairs_per_epoch(self) -> int:
@@ -79,7 +102,8 @@ class DaliPairLoader:
     def _new_source(self, start_batch: int) -> IndexedPairSource:
         cfg = self.cfg
         return IndexedPairSource(self.index, cfg.sampling, cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
-                                 start_batch=start_batch, known_bad=self.bad_frames.known_codes(self.index))
+                                 start_batch=start_batch, known_bad=self.bad_frames.known_codes(self.index),
+                                 batches_per_step=cfg.batches_per_step)
 
     def _build(self, start_batch: int) -> None:
         """A pipeline whose first batch is global batch `start_batch`."""
@@ -105,37 +129,36 @@ class DaliPairLoader:
 
     def __iter__(self) -> Iterator[PairBatch]:
         first = self.epoch * self._batches
-        if self._pipe is None or self._next_batch != first:
-            self._build(first)
+        start, self._start = first + self._start, 0
+        if self._pipe is None or self._next_batch != start:
+            self._build(start)
         cfg = self.cfg
-        for b in range(self._batches):
-            f1, f2, debug = self._run(first + b)
+        for g in range(start, first + self._batches):
+            outputs = self._run(g)
+            self._held.append(outputs)
+            f1, f2, meta = outputs
             index = None
             if cfg.debug_indices:
-                index = [(self.index.keys[c], i, j) for c, i, j in debug[:, :3].tolist()]
-            norm = cfg.normalize_in_torch
-            yield PairBatch(finish_frames(dali_to_torch(f1, cfg.device), device=cfg.device, dtype=cfg.dtype,
-                                          normalize=norm),
-                            finish_frames(dali_to_torch(f2, cfg.device), device=cfg.device, dtype=cfg.dtype,
-                                          normalize=norm), index)
+                index = [(self.index.keys[c], i, j) for c, i, j in meta[:, DEBUG_COLUMNS][:, :3].tolist()]
+            yield PairBatch(self.finish(dali_to_torch(f1)), self.finish(dali_to_torch(f2)), index)
         self.epoch += 1
 
     def _run(self, g: int) -> tuple[Any, Any, np.ndarray]:
-        """Global batch g: (f1, f2, debug [B, 4]); restarts the pipeline at g after a decoder failure."""
+        """Global batch g: (f1, f2, meta [B, 9]); restarts the pipeline at g after a decoder failure."""
         while True:
             try:
-                f1, f2, debug = self._pipe.run()
+                f1, f2, meta = self._pipe.run()
             except Exception:                  # DALI raises RuntimeError for the whole batch
                 if self.cfg.source == "reader" or not self._learn_decoder_failures(g):
                     raise
                 self._build(g)
                 continue
             self._next_batch = g + 1
-            debug = np.array(debug.as_tensor())
-            if self.cfg.source == "index" and debug[:, 3].any():
+            meta = np.asarray(meta.as_tensor())
+            if self.cfg.source == "index" and meta[:, DEBUG_COLUMNS][:, 3].any():
                 epoch, _, replacements = self._source.resolve(g)
                 self.bad_frames.record(epoch, replacements, self.pairs_per_epoch)
-            return f1, f2, debug
+            return f1, f2, meta
 
     def _learn_decoder_failures(self, g: int) -> bool:
         """Decode the frames of batch g (and of the batches DALI may have prefetched after it) one by one;
@@ -169,6 +192,7 @@ class DaliPairLoader:
         return None
 
     def close(self) -> None:
+        self._held.clear()
         if self._pipe is not None:
             del self._pipe
             self._pipe = None

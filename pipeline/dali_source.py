@@ -3,12 +3,16 @@ planned pair, checks their bytes (`jpeg_check`, and the frames a decoder already
 them, with the pair's crop and flip, to the graph in `dali_graph`.
 
 One Python call per batch; all choices come from `sampling.plan_epoch`, vectorised over the epoch.
-Global batch g is batch g % batches_per_epoch of epoch g // batches_per_epoch. A source built with
-`start_batch` s produces batches s, s + 1, ..., so a pipeline can start at any batch (after a bad
-frame, on a resume), and it never raises StopIteration: DALI's prefetching runs across epoch ends.
+Global batch g is batch g % batches_per_epoch of epoch g // batches_per_epoch, where an epoch is cut
+to whole training steps (`sampling.epoch_batches`): the batches a trainer would drop are never read.
+A source built with `start_batch` s produces batches s, s + 1, ..., so a pipeline can start at any
+batch (after a bad frame, on a resume), and it never raises StopIteration: DALI's prefetching runs
+across epoch ends.
 
-A pair that reads a bad frame is replaced by another pair of the plan (`bad_frames.replace_pair`); the
-last column of the sixth output flags the replaced slots so that the loader can report them.
+Three outputs per batch: the f1 JPEGs, the f2 JPEGs (ragged), and one int32 array [B, META_COLUMNS]
+per pair: crop anchor (x, y), crop shape (w, h), flip, then (clip, i, j, replaced) for the loader.
+A pair that reads a bad frame is replaced by another pair of the plan (`bad_frames.replace_pair`);
+`replaced` flags those slots so that the loader can report them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,22 @@ import numpy as np
 from pipeline.bad_frames import BadFrame, FrameChecker, Replacement, replace_pair
 from pipeline.config import PairSamplingConfig
 from pipeline.frame_index import FrameIndex, FrameReader
-from pipeline.sampling import PairPlan, batch_slice, batches_per_epoch, plan_epoch
+from pipeline.sampling import PairPlan, batch_slice, epoch_batches, index_plan
+
+META_COLUMNS = 9            # x, y, w, h, flip, clip, i, j, replaced
+DEBUG_COLUMNS = slice(5, 9)  # (clip, i, j, replaced) in the meta array
+
+
+def pair_meta(plan: PairPlan, replaced: np.ndarray | None = None) -> np.ndarray:
+    """The meta array of a batch of pairs: [B, META_COLUMNS] int32, see the module docstring."""
+    n = len(plan)
+    meta = np.empty((n, META_COLUMNS), dtype=np.int32)
+    meta[:, 0:2] = plan.crop[:, [1, 0]]             # anchor (x, y)
+    meta[:, 2:4] = plan.crop[:, [3, 2]]             # shape (w, h)
+    meta[:, 4] = plan.flip
+    meta[:, 5], meta[:, 6], meta[:, 7] = plan.clip, plan.i, plan.j
+    meta[:, 8] = 0 if replaced is None else replaced
+    return meta
 
 
 class IndexedPairSource:
@@ -28,7 +47,7 @@ class IndexedPairSource:
 
     def __init__(self, index: FrameIndex, sampling: PairSamplingConfig, batch_size: int, seed: int,
                  rank: int, world_size: int, start_batch: int = 0,
-                 known_bad: dict[int, str] | None = None) -> None:
+                 known_bad: dict[int, str] | None = None, batches_per_step: int = 1) -> None:
         self.index = index
         self.sampling = sampling
         self.batch_size = batch_size
@@ -38,14 +57,13 @@ class IndexedPairSource:
         self.reader = FrameReader(index)
         self._plans: dict[int, PairPlan] = {}
         self.pairs_per_epoch = len(self.plan(0))     # every epoch of a rank has the same length
-        self.batches_per_epoch = batches_per_epoch(self.pairs_per_epoch, batch_size)
+        self.batches_per_epoch = epoch_batches(self.pairs_per_epoch, batch_size, batches_per_step)
 
     def plan(self, epoch: int) -> PairPlan:
         """This rank's pairs of `epoch` (the last two epochs are cached)."""
         if epoch not in self._plans:
-            ix = self.index
-            self._plans[epoch] = plan_epoch(ix.n_frames, ix.height, ix.width, self.sampling, self.seed,
-                                            epoch, self.rank, self.world_size)
+            self._plans[epoch] = index_plan(self.index, self.sampling, self.seed, epoch, self.rank,
+                                            self.world_size)
             for old in [e for e in self._plans if e < epoch - 1]:
                 del self._plans[old]
         return self._plans[epoch]
@@ -77,25 +95,22 @@ class IndexedPairSource:
                 replacements.append(rep)
         return epoch, sources, replacements
 
-    def __call__(self, info: Any) -> tuple[Any, ...]:
+    def __call__(self, info: Any) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         g = self.start_batch + info.iteration
         epoch, slots = self.batch_slots(g)
         plan = self.plan(epoch)
         p = plan.take(slots)
         f1 = self.reader.read_bytes(p.clip, p.i)
         f2 = self.reader.read_bytes(p.clip, p.j)
-        replaced = np.zeros(len(slots), dtype=np.int64)
-        if not self.checker.all_good(p.clip.tolist(), p.i.tolist(), p.j.tolist(), f1, f2):                    # rare: find replacements, read again
-            _, sources, _ = self.resolve(g)
-            replaced = (sources != slots).astype(np.int64)
+        replaced = None
+        if not self.checker.all_good(p.clip.tolist(), p.i.tolist(), p.j.tolist(), f1, f2):
+            _, sources, _ = self.resolve(g)          # rare: find replacements, read again
+            replaced = sources != slots
             p = plan.take(sources)
             f1 = self.reader.read_bytes(p.clip, p.i)
             f2 = self.reader.read_bytes(p.clip, p.j)
-        anchor = np.ascontiguousarray(p.crop[:, [1, 0]], dtype=np.int32)   # (x, y)
-        shape = np.ascontiguousarray(p.crop[:, [3, 2]], dtype=np.int32)    # (w, h)
-        debug = np.stack([p.clip, p.i, p.j, replaced], axis=1)             # [B, 4]
         as_array = [np.frombuffer(d, dtype=np.uint8) for d in f1], [np.frombuffer(d, dtype=np.uint8) for d in f2]
-        return *as_array, anchor, shape, p.flip.astype(np.int32), debug
+        return *as_array, pair_meta(p, replaced)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
