@@ -11,17 +11,26 @@ from PIL import Image
 
 
 def decode_jpeg(data: bytes | np.ndarray) -> Image.Image:
+    """The decoded frame in RGB (decoded here, so that a damaged frame fails here)."""
     img = Image.open(io.BytesIO(bytes(data) if isinstance(data, np.ndarray) else data))
+    if img.mode == "RGB":
+        img.load()                  # an RGB JPEG needs no conversion (convert would copy the frame)
+        return img
     return img.convert("RGB")
 
 
-def crop_resize_flip(img: Image.Image, crop: np.ndarray, flip: bool, size: int) -> torch.Tensor:
-    """One pair member: crop (y, x, h, w) -> size x size (bilinear) -> optional flip; [3, S, S] uint8."""
+def crop_resize_flip_array(img: Image.Image, crop: np.ndarray, flip: bool, size: int) -> np.ndarray:
+    """One pair member: crop (y, x, h, w) -> size x size (bilinear) -> optional flip; [S, S, 3] uint8."""
     y, x, h, w = (int(v) for v in crop)
     img = img.resize((size, size), Image.BILINEAR, box=(x, y, x + w, y + h))
     if flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
+    return np.asarray(img)
+
+
+def crop_resize_flip(img: Image.Image, crop: np.ndarray, flip: bool, size: int) -> torch.Tensor:
+    """`crop_resize_flip_array` as a [3, S, S] uint8 tensor."""
+    return torch.from_numpy(crop_resize_flip_array(img, crop, flip, size)).permute(2, 0, 1).contiguous()
 
 
 def augment_pair(img1: Image.Image, img2: Image.Image, crop: np.ndarray, flip: bool,

@@ -1,132 +1,44 @@
-"""The fallback loader for machines without DALI: webdataset streams whole clips out of the shards,
-DataLoader workers decode with Pillow, and the pairs are exactly those of `sampling.plan_epoch`
-(the same plan the DALI loader uses), so both loaders have identical sampling semantics.
+"""The fallback loader for machines without DALI: the DALI loader's pairs, decoded by Pillow in
+DataLoader worker processes.
 
-Each worker streams a disjoint subset of the shards that hold this rank's clips; a clip's K pairs
-are cut from one read of it. Bytes per pair are therefore about clip bytes / K (see siammae-bench).
-Frames get the same byte check as in the DALI loader, then Pillow's decode; a pair that reads a bad
-frame is replaced by the same pair the DALI loader picks (its frames are read by pread).
+It reads what the DALI loader reads, the same way: the pairs of `sampling.plan_epoch` (the same plan,
+epoch cut and rank split), each pair's two JPEGs `pread` through the frame index, so bytes read per
+pair are the pair's own JPEG bytes, and each rank reads only the shards of its own share of the plan
+(`sampling.rank_clips` gives ranks disjoint runs of shards). Whole batches are made in the workers
+(`wds_batches.BatchMaker`); the main process only normalises them.
+
+webdataset's stages carry the batches: a stream of global batch numbers, `split_by_worker` (worker w
+makes batches w, w + W, ...; the DataLoader returns them round-robin, i.e. in order) and `map`, in a
+`WebLoader` that is opened once per run and runs across epochs (pinned memory on a GPU machine, up to
+the host-to-device copy). Its shard stages (`split_by_node`, `shardshuffle`) and sample-level `batched`
+do not fit: which pairs a rank trains on, and in which order, comes from the plan, so that both loaders
+deliver the same pairs (also in place of damaged ones), every rank gets the same number of batches, and
+a resumed run restarts at the exact batch without reading the batches before it.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-import torch
 import webdataset as wds
-from PIL.Image import Image
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.bad_frames import BadFrame, BadFrameLedger, FrameChecker, Replacement, replace_pair
-from pipeline.batch import PairBatch, finish_frames
+from pipeline.bad_frames import BadFrameLedger
+from pipeline.batch import FrameFinisher, PairBatch
 from pipeline.config import LoaderConfig
-from pipeline.frame_index import FrameIndex, FrameReader, ShardError
-from pipeline.pil_ops import augment_pair, decode_jpeg
-from pipeline.sampling import PairPlan, batches_per_epoch, epoch_rng, plan_epoch
-from pipeline.shard_format import FRAMES_EXT, OFFSETS_EXT, decode_offsets
+from pipeline.frame_index import FrameIndex, ShardError
+from pipeline.wds_batches import BatchMaker, MadeBatch, WorkerFailure
 
 
-def _wanted_member(name: str) -> bool:
-    return name.endswith(("." + FRAMES_EXT, "." + OFFSETS_EXT))
+class BatchNumbers:
+    """The first pipeline stage: global batch numbers start, start + 1, ... (never ends)."""
 
+    def __init__(self, start: int) -> None:
+        self.start = start
 
-class WdsPairDataset(IterableDataset):
-    """Yields chunks (slots [n], sources [n], f1 [n,3,S,S] uint8, f2 [n,3,S,S] uint8, replacements) of one
-    rank's epoch: slot = plan position filled, source = plan position of the pair delivered there (the same
-    unless the slot's pair read a bad frame, see pipeline.bad_frames)."""
-
-    def __init__(self, cfg: LoaderConfig, index: FrameIndex, chunk: int) -> None:
-        super().__init__()
-        self.cfg, self.index, self.chunk = cfg, index, chunk
-        self.epoch = 0
-        self.checker = FrameChecker(index)
-        self.reader = FrameReader(index)
-
-    def plan(self) -> PairPlan:
-        ix, c = self.index, self.cfg
-        return plan_epoch(ix.n_frames, ix.height, ix.width, c.sampling, c.seed, self.epoch, c.rank,
-                          c.world_size)
-
-    def worker_shards(self, plan: PairPlan, worker: int, workers: int) -> list[int]:
-        needed = np.unique(self.index.shard[plan.clip])
-        order = epoch_rng(self.cfg.seed, self.epoch, self.cfg.rank, stream=3).permutation(needed)
-        return order[worker::workers].tolist()
-
-    def _clips(self, shards: list[int]) -> Iterator[tuple[str, bytes, np.ndarray]]:
-        for s in shards:
-            url = str(self.index.tars[s])
-            stream = wds.WebDataset(url, shardshuffle=False, nodesplitter=None, workersplitter=None,
-                                    empty_check=False, select_files=_wanted_member)
-            try:
-                for sample in stream:
-                    yield sample["__key__"], sample[FRAMES_EXT], decode_offsets(sample[OFFSETS_EXT])
-            except (KeyError, ValueError, OSError, EOFError) as exc:
-                raise ShardError(f"{url}: cannot read shard ({type(exc).__name__}: {exc})") from exc
-
-    def decode_pair(self, clip: int, i: int, j: int, a: bytes, b: bytes) -> tuple[list[Image], list[BadFrame]]:
-        """Both frames decoded, or the bad ones: the shared byte check first, then Pillow's decoder."""
-        bad = self.checker.problems(clip, (i, j), [a, b])
-        if bad:
-            return [], bad
-        images = []
-        for frame, data in ((i, a), (j, b)):
-            try:
-                images.append(decode_jpeg(data))
-            except Exception as exc:  # noqa: BLE001 (Pillow raises many types on damaged data)
-                bad.append(BadFrame.at(self.index, clip, frame, f"Pillow: {type(exc).__name__}: {exc}"))
-        return ([] if bad else images), bad
-
-    def _replace(self, plan: PairPlan, slot: int, bad: list[BadFrame]) -> tuple[Replacement, list[Image]]:
-        """The replacement pair (read by pread from its own shard) and its two decoded frames."""
-        decoded: dict[int, list[Image]] = {}
-
-        def check(q: int) -> list[BadFrame]:
-            clip, i, j = int(plan.clip[q]), int(plan.i[q]), int(plan.j[q])
-            a, b = self.reader.read_bytes(np.array([clip, clip]), np.array([i, j]))
-            decoded[q], problems = self.decode_pair(clip, i, j, a, b)
-            return problems
-
-        c = self.cfg
-        rep = replace_pair(slot, bad, len(plan), c.seed, self.epoch, c.rank, check)
-        return rep, decoded[rep.source]
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        plan = self.plan()
-        positions: dict[str, list[int]] = {}
-        for pos, clip in enumerate(plan.clip.tolist()):
-            positions.setdefault(self.index.keys[clip], []).append(pos)
-        clip_of = {k: c for c, k in enumerate(self.index.keys)}
-        size = self.cfg.sampling.crop_size
-        rows: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
-        replacements: list[Replacement] = []
-        for key, blob, offs in self._clips(self.worker_shards(plan, worker, workers)):
-            for p in positions.get(key, ()):
-                i, j = int(plan.i[p]), int(plan.j[p])
-                if j + 1 >= len(offs):
-                    raise ShardError(f"{key}: frame {j} planned but the clip has {len(offs) - 1} frames")
-                images, bad = self.decode_pair(clip_of[key], i, j, blob[offs[i]:offs[i + 1]],
-                                               blob[offs[j]:offs[j + 1]])
-                source = p
-                if bad:
-                    rep, images = self._replace(plan, p, bad)
-                    replacements.append(rep)
-                    source = rep.source
-                x1, x2 = augment_pair(*images, plan.crop[source], bool(plan.flip[source]), size)
-                rows.append((p, source, x1, x2))
-                if len(rows) == self.chunk:
-                    yield _chunk(rows, replacements)
-                    rows, replacements = [], []
-        if rows:
-            yield _chunk(rows, replacements)
-
-
-def _chunk(rows: list[tuple[int, int, torch.Tensor, torch.Tensor]], replacements: list[Replacement]) -> tuple:
-    slots, sources, f1, f2 = zip(*rows)
-    return torch.tensor(slots), torch.tensor(sources), torch.stack(f1), torch.stack(f2), list(replacements)
+    def __call__(self) -> Iterator[int]:
+        return itertools.count(self.start)
 
 
 class WdsPairLoader:
@@ -135,76 +47,73 @@ class WdsPairLoader:
     def __init__(self, cfg: LoaderConfig, index: FrameIndex | None = None) -> None:
         self.cfg = cfg
         self.index = index if index is not None else FrameIndex.load(cfg.shards)
-        self.dataset = WdsPairDataset(cfg, self.index, chunk=cfg.batch_size)
-        self.epoch = 0
-        self.n_pairs = len(self.dataset.plan())
-        self.shard_bytes_read = 0
         self.bad_frames = BadFrameLedger(cfg.bad_frame_limit, cfg.bad_frame_log, cfg.rank)
+        self.finish = FrameFinisher(cfg.device, cfg.dtype, normalize=cfg.dtype != "uint8")
+        self._plans = BatchMaker(cfg, self.index).source        # the plan, for the pairs' names
+        self.n_pairs = self._plans.pairs_per_epoch
+        self._batches = self._plans.batches_per_epoch
+        self.epoch = 0
+        self._start = 0                      # batch of the epoch the next pass starts at
+        self._stream: Iterator[Any] | None = None
+        self._next_batch = -1                # global batch the open stream delivers next
+        self.loader_builds = 0               # DataLoaders opened (once per run unless the position jumps)
+        self.bytes_read = 0                  # JPEG bytes the workers read for the batches delivered
 
     def __len__(self) -> int:
-        return batches_per_epoch(self.n_pairs, self.cfg.batch_size)
+        return self._batches
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """The next pass delivers batches start_batch, ..., len(self) - 1 of `epoch`."""
+        if not 0 <= start_batch < self._batches:
+            raise ValueError(f"start_batch {start_batch} is outside the epoch's {self._batches} batches")
+        self.epoch, self._start = epoch, start_batch
 
     @property
     def pairs_per_epoch(self) -> int:
         """Pairs of this rank's epoch plan (the last batch wraps to the epoch's start to fill up)."""
         return self.n_pairs
 
-    def _batch(self, plan: PairPlan, slots: torch.Tensor, sources: torch.Tensor, f1: torch.Tensor,
-               f2: torch.Tensor, pending: dict[int, Replacement]) -> PairBatch:
+    def _open(self, start: int) -> None:
+        """A DataLoader whose first batch is global batch `start` (workers know the known bad frames)."""
+        self.close()
         cfg = self.cfg
-        reps = [pending.pop(s) for s in slots.tolist() if s in pending]
-        if reps:
-            self.bad_frames.record(self.epoch, reps, self.n_pairs)
-        index = None
-        if cfg.debug_indices:
-            index = [(self.index.keys[int(plan.clip[p])], int(plan.i[p]), int(plan.j[p])) for p in sources.tolist()]
-        norm = cfg.dtype != "uint8"
-        return PairBatch(finish_frames(f1, device=cfg.device, dtype=cfg.dtype, normalize=norm),
-                         finish_frames(f2, device=cfg.device, dtype=cfg.dtype, normalize=norm), index)
+        maker = BatchMaker(cfg, self.index, self.bad_frames.known_codes(self.index))
+        stages = wds.DataPipeline(BatchNumbers(start), wds.split_by_worker, wds.map(maker))
+        loader = wds.WebLoader(stages, batch_size=None, num_workers=cfg.num_workers,
+                               pin_memory=cfg.device == "cuda", prefetch_factor=2 if cfg.num_workers else None)
+        self._stream = iter(loader)
+        self._next_batch = start
+        self.loader_builds += 1
 
     def __iter__(self) -> Iterator[PairBatch]:
-        cfg, B = self.cfg, self.cfg.batch_size
-        self.dataset.epoch = self.epoch
-        self.dataset.checker = FrameChecker(self.index, self.bad_frames.known_codes(self.index))
-        plan = self.dataset.plan()
-        self.shard_bytes_read += sum(self.index.tars[s].stat().st_size
-                                     for s in np.unique(self.index.shard[plan.clip]).tolist())
-        loader = DataLoader(self.dataset, batch_size=None, num_workers=cfg.num_workers,
-                            pin_memory=cfg.device == "cuda", prefetch_factor=2 if cfg.num_workers else None)
-        pending: list[Any] = []
-        replaced: dict[int, Replacement] = {}              # reported when their slot is delivered
-        first: tuple[torch.Tensor, ...] | None = None
-        n_pending, emitted = 0, 0
-        for *chunk, reps in loader:
-            pending.append(chunk)
-            replaced.update((r.slot, r) for r in reps)
-            n_pending += len(chunk[0])
-            while n_pending >= B:
-                batch, pending = _take(pending, B)
-                n_pending -= B
-                first = first or batch
-                emitted += 1
-                yield self._batch(plan, *batch, replaced)
-        if n_pending:                                   # fill the last batch from the epoch's start
-            rest, _ = _take(pending, n_pending)
-            src = first or rest
-            fill = torch.arange(B - n_pending) % len(src[0])
-            emitted += 1
-            yield self._batch(plan, *(torch.cat([r, s[fill]]) for r, s in zip(rest, src)), replaced)
+        first = self.epoch * self._batches
+        start, self._start = first + self._start, 0
+        if self._stream is None or self._next_batch != start:
+            self._open(start)
+        for g in range(start, first + self._batches):
+            made = next(self._stream)
+            if isinstance(made, WorkerFailure):
+                self.close()
+                raise made.error
+            if not isinstance(made, MadeBatch) or made.g != g:
+                raise ShardError(f"{self.cfg.shards}: the loader's workers delivered batch "
+                                 f"{getattr(made, 'g', made)} where {g} was due")
+            self._next_batch = g + 1
+            self.bytes_read += made.bytes_read
+            if made.replacements:
+                self.bad_frames.record(self.epoch, made.replacements, self.n_pairs)
+            yield self._batch(made)
         self.epoch += 1
-        if emitted != len(self):
-            raise ShardError(f"{cfg.shards}: produced {emitted} batches, expected {len(self)} "
-                             "(a shard changed after the loader was built?)")
+
+    def _batch(self, made: MadeBatch) -> PairBatch:
+        index = None
+        if self.cfg.debug_indices:
+            plan = self._plans.plan(made.g // self._batches)
+            index = [(self.index.keys[int(plan.clip[p])], int(plan.i[p]), int(plan.j[p]))
+                     for p in made.sources.tolist()]
+        return PairBatch(self.finish(made.f1), self.finish(made.f2), index)
 
     def close(self) -> None:
-        pass
-
-
-def _take(chunks: list[Any], n: int) -> tuple[tuple[torch.Tensor, ...], list[Any]]:
-    """Split the first n pairs off a list of chunks (tuples of tensors with pairs along dim 0)."""
-    columns = [torch.cat(parts) for parts in zip(*chunks)]
-    rest = [tuple(c[n:] for c in columns)] if len(columns[0]) > n else []
-    return tuple(c[:n] for c in columns), rest
+        """Stop the DataLoader's workers (a later pass opens a new one)."""
+        self._stream = None
+        self._next_batch = -1

@@ -1,0 +1,111 @@
+"""The worker side of the fallback loader: one whole batch per call, from its global batch number.
+
+For global batch g it takes the same plan positions as the DALI loader's byte source (`IndexedPairSource`:
+same plan, same epoch cut, same ranks), `pread`s exactly the two JPEGs of each pair through the frame
+index, checks their bytes, decodes them with Pillow, applies the plan's crop and flip, and writes the
+pair into the batch's uint8 tensors. A pair that reads a bad frame (the byte check, or Pillow's decoder)
+is replaced by the first good candidate of `bad_frames.replace_pair`: the pair the DALI loader picks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL.Image import Image
+
+from pipeline.bad_frames import BadFrame, Replacement, replace_pair
+from pipeline.config import LoaderConfig
+from pipeline.dali_source import IndexedPairSource
+from pipeline.frame_index import FrameIndex, ShardError
+from pipeline.pil_ops import crop_resize_flip_array, decode_jpeg
+from pipeline.sampling import PairPlan
+
+
+@dataclass
+class MadeBatch:
+    """Global batch g as a worker made it: frames [B, 3, S, S] uint8 (pinned by the DataLoader on a GPU
+    machine), the plan positions delivered [B] (see IndexedPairSource.resolve) and the bytes read."""
+
+    g: int
+    f1: torch.Tensor
+    f2: torch.Tensor
+    sources: np.ndarray
+    replacements: list[Replacement]
+    bytes_read: int
+
+
+@dataclass
+class WorkerFailure:
+    """An error a worker met, handed to the main process to be raised there as itself (one clear line,
+    not wrapped in the DataLoader's traceback text)."""
+
+    error: Exception
+
+
+class BatchMaker:
+    """Picklable callable g -> MadeBatch (or WorkerFailure), run in the DataLoader's worker processes."""
+
+    def __init__(self, cfg: LoaderConfig, index: FrameIndex, known_bad: dict[int, str] | None = None) -> None:
+        self.size = cfg.sampling.crop_size
+        self.source = IndexedPairSource(index, cfg.sampling, cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
+                                        known_bad=known_bad, batches_per_step=cfg.batches_per_step)
+
+    def __call__(self, g: int) -> MadeBatch | WorkerFailure:
+        try:
+            return self.make(g)
+        except (ShardError, OSError) as exc:
+            return WorkerFailure(exc)
+
+    def make(self, g: int) -> MadeBatch:
+        """Read, check, decode and augment every pair of global batch g."""
+        src = self.source
+        before = src.reader.bytes_read
+        epoch, slots = src.batch_slots(g)
+        plan = src.plan(epoch)
+        p = plan.take(slots)
+        f1, f2 = src.reader.read_bytes(p.clip, p.i), src.reader.read_bytes(p.clip, p.j)
+        out1 = torch.empty((len(slots), self.size, self.size, 3), dtype=torch.uint8)   # [B, S, S, 3]
+        out2 = torch.empty_like(out1)
+        rows1, rows2 = out1.numpy(), out2.numpy()              # the same memory, written pair by pair
+        sources, replacements = slots.copy(), []
+        for k, (clip, i, j) in enumerate(zip(p.clip.tolist(), p.i.tolist(), p.j.tolist())):
+            images, bad = self.decode_pair(clip, i, j, f1[k], f2[k])
+            if bad:
+                rep, images = self.replace(plan, epoch, int(slots[k]), bad)
+                sources[k] = rep.source
+                replacements.append(rep)
+            crop, flip = plan.crop[sources[k]], bool(plan.flip[sources[k]])
+            rows1[k] = crop_resize_flip_array(images[0], crop, flip, self.size)
+            rows2[k] = crop_resize_flip_array(images[1], crop, flip, self.size)
+        # [B, S, S, 3] -> [B, 3, S, S]: one copy per batch, so the batch crosses to the main process dense
+        return MadeBatch(g, out1.permute(0, 3, 1, 2).contiguous(), out2.permute(0, 3, 1, 2).contiguous(),
+                         sources, replacements, src.reader.bytes_read - before)
+
+    def decode_pair(self, clip: int, i: int, j: int, a: bytes, b: bytes) -> tuple[list[Image], list[BadFrame]]:
+        """Both frames decoded, or the bad ones: the shared byte check first, then Pillow's decoder."""
+        bad = self.source.checker.problems(clip, (i, j), [a, b])
+        if bad:
+            return [], bad
+        images = []
+        for frame, data in ((i, a), (j, b)):
+            try:
+                images.append(decode_jpeg(data))
+            except Exception as exc:  # noqa: BLE001 (Pillow raises many types on damaged data)
+                bad.append(BadFrame.at(self.source.index, clip, frame, f"Pillow: {type(exc).__name__}: {exc}"))
+        return ([] if bad else images), bad
+
+    def replace(self, plan: PairPlan, epoch: int, slot: int, bad: list[BadFrame]) -> tuple[Replacement, list[Image]]:
+        """The replacement of the pair at `slot` and its two decoded frames."""
+        decoded: dict[int, list[Image]] = {}
+        src = self.source
+
+        def check(q: int) -> list[BadFrame]:
+            clip, i, j = int(plan.clip[q]), int(plan.i[q]), int(plan.j[q])
+            a, b = src.reader.read_bytes(np.array([clip, clip]), np.array([i, j]))
+            decoded[q], problems = self.decode_pair(clip, i, j, a, b)
+            return problems
+
+        rep = replace_pair(slot, bad, src.pairs_per_epoch, src.seed, epoch, src.rank, check)
+        return rep, decoded[rep.source]
