@@ -3,20 +3,18 @@
 A step is one optimizer step over `batch_size` pairs (all ranks, all accumulation micro-batches).
 Epoch e covers steps [e * steps_per_epoch, (e + 1) * steps_per_epoch); the loader's order is fixed by
 (seed, epoch, rank), and the masks come from a generator saved in the checkpoint, so a run resumed from
-any checkpoint replays exactly the batches and masks the uninterrupted run would have seen. To reach a
-mid-epoch position the loader re-reads that epoch's first batches and drops them: exact, at the cost of
-loading up to one epoch once (checkpoints/latest.pt is written every --latest-every steps).
+any checkpoint replays exactly the batches and masks the uninterrupted run would have seen. The loader
+starts a resumed run at the very micro-batch it stopped before (nothing before it is read again), and
+its epochs hold a whole number of steps, so the DALI pipeline is built once per run.
+Every logged row says how long the steps waited for data (model.train_log).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -32,8 +30,8 @@ from model.schedule import LRSchedule, param_groups, scaled_lr, set_lr
 from model.siammae import SiamMAE, SiamMAEOutput
 from model.train_checkpoint import Trainee, resume, save
 from model.train_config import TrainConfig, check_options
-from model.train_log import RunLog
-from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
+from model.train_loader import build_loader, described, loader_config, set_torch_threads
+from model.train_log import RunLog, StepWindow
 from siammae_common.console import UserError, info
 
 
@@ -48,41 +46,11 @@ class TrainState:
     first_bad_step: torch.Tensor | None = None
 
 
-def build_loader(cfg: TrainConfig, crop_size: int, info_: dist.DistInfo, device: torch.device) -> Any:
-    """This rank's PairLoader: micro-batches of (f1, f2) [b, 3, S, S], order fixed by (seed, epoch, rank)."""
-    from pipeline.frame_index import ShardError
-    from pipeline.loader import build_pair_loader
-
-    sampling = PairSamplingConfig(gap_min=cfg.gap_min, gap_max=cfg.gap_max, pairs_per_clip=cfg.pairs_per_clip,
-                                  crop_size=crop_size, crop_scale=tuple(cfg.crop_scale))
-    loader_cfg = LoaderConfig(shards=cfg.shards, batch_size=cfg.micro_batch(info_.world_size), sampling=sampling,
-                              decoder=DecoderConfig(num_threads=cfg.threads), kind=cfg.loader,
-                              device="cuda" if device.type == "cuda" else "cpu", dtype="float32",
-                              seed=cfg.seed, rank=info_.rank, world_size=info_.world_size,
-                              num_workers=cfg.num_workers, bad_frame_limit=cfg.bad_frame_limit,
-                              bad_frame_log=cfg.out / "bad_frames.jsonl")
-    try:
-        return build_pair_loader(loader_cfg)
-    except ShardError as e:
-        raise UserError(f"--shards {cfg.shards}: {e}") from None
-
-
 def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> LRSchedule:
     total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * steps_per_epoch)
     peak = cfg.lr if cfg.lr is not None else scaled_lr(cfg.blr, cfg.batch_size)
     return LRSchedule(peak_lr=peak, total_steps=total, warmup_steps=min(warmup, total), min_lr=cfg.min_lr)
-
-
-def set_torch_threads(cfg: TrainConfig, device: torch.device) -> None:
-    """On a CPU, intra-op threads that outnumber the free cores spin against the loader's threads
-    (measured: 4-5x slower steps on 2 cores), so by default torch gets only the cores the loader leaves."""
-    n = cfg.torch_threads
-    if n == 0 and device.type == "cpu":
-        per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        n = max(1, per_process - cfg.threads)
-    if n > 0:
-        torch.set_num_threads(n)
 
 
 def seed_everything(seed: int) -> None:
@@ -119,7 +87,8 @@ def _train(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, devic
         prepare_run_folder(cfg)                  # before the loader reads OUT/bad_frames.jsonl
     dist.barrier()
     model = SiamMAE(model_cfg).to(device).train()
-    loader = build_loader(cfg, model_cfg.input_size, where, device)
+    loader_cfg = loader_config(cfg, model_cfg.input_size, where, device)
+    loader = build_loader(loader_cfg)
     per_rank_step = cfg.micro_batch(where.world_size) * cfg.accum_steps
     if loader.pairs_per_epoch < per_rank_step:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs "
@@ -142,17 +111,15 @@ def _train(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, devic
            else contextlib.nullcontext())
 
     stop = schedule.total_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, schedule.total_steps)
-    log = RunLog(cfg, model_cfg, schedule, steps_per_epoch, where, start_step=state.step) if where.is_main else None
-    window = LossWindow(device)
+    log = RunLog(cfg, model_cfg, schedule, steps_per_epoch, where, start_step=state.step,
+                 loader=described(loader_cfg)) if where.is_main else None
+    window = StepWindow(device)
     try:
         while state.step < stop:
             epoch, done_in_epoch = divmod(state.step, steps_per_epoch)
-            loader.set_epoch(epoch)
+            # a resumed run starts at the micro-batch it stopped before; len(loader) is whole steps
+            loader.set_epoch(epoch, start_batch=done_in_epoch * cfg.accum_steps)
             batches = iter(loader)
-            # a resumed run re-reads (and drops) the micro-batches this epoch already trained on;
-            # the len(loader) % accum_steps micro-batches left at an epoch's end are not used
-            for _ in islice(batches, done_in_epoch * cfg.accum_steps):
-                pass
             for _ in range(done_in_epoch, steps_per_epoch):
                 set_lr(optimizer, schedule(state.step))
                 f1, f2, out = _accumulate_gradients(cfg, model_cfg, net, batches, amp, mask_rng, state, window, where)
@@ -165,62 +132,41 @@ def _train(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, devic
                 last = state.step >= stop
                 if state.step % cfg.log_every == 0 or last:
                     _check_finite(state)
-                    loss, pairs_per_s, step_s = window.flush(cfg.batch_size)
+                    stats = window.flush(cfg.batch_size)
                     if log is not None:
-                        log.scalars(state.step, state.step / steps_per_epoch, loss, optimizer.param_groups[0]["lr"],
-                                    pairs_per_s, step_s)
-                if log is not None and (state.step % cfg.recon_every == 0 or last):
-                    model.eval()
-                    log.image(state.step, reconstruction_grid(model, f1, f2, out))
-                    model.train()
-                epochs_done, in_epoch = divmod(state.step, steps_per_epoch)
-                keep = in_epoch == 0 and epochs_done % cfg.save_every == 0
-                if last or keep or state.step % cfg.latest_every == 0:
-                    _check_finite(state)
-                    save(cfg, model_cfg, where, trainee, state.step,
-                         keep_as=f"epoch_{epochs_done:04d}.pt" if keep else None)
+                        log.scalars(state.step, state.step / steps_per_epoch, optimizer.param_groups[0]["lr"], stats)
+                with window.paused():
+                    if log is not None and (state.step % cfg.recon_every == 0 or last):
+                        model.eval()
+                        log.image(state.step, reconstruction_grid(model, f1, f2, out))
+                        model.train()
+                    epochs_done, in_epoch = divmod(state.step, steps_per_epoch)
+                    keep = in_epoch == 0 and epochs_done % cfg.save_every == 0
+                    if last or keep or state.step % cfg.latest_every == 0:
+                        _check_finite(state)
+                        save(cfg, model_cfg, where, trainee, state.step,
+                             keep_as=f"epoch_{epochs_done:04d}.pt" if keep else None)
                 if last:
                     break
     finally:
         if log is not None:
             log.close()
-        if hasattr(loader, "close"):
-            loader.close()
+        loader.close()
     if where.is_main:
+        info(window.input_bound_line())
         info(f"trained to step {state.step} of {schedule.total_steps}; run folder {cfg.out}")
     return state.step
 
 
-class LossWindow:
-    """The mean loss and throughput since the last logged step (the sum stays on the device)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss_sum = torch.zeros((), device=device)
-        self.steps, self.start = 0, time.perf_counter()
-
-    def add(self, loss: torch.Tensor) -> None:
-        self.loss_sum += loss
-
-    def flush(self, pairs_per_step: int) -> tuple[float, float, float]:
-        """-> (mean loss over all ranks, pairs/s over all ranks, seconds per step); starts a new window."""
-        self.steps = max(self.steps, 1)
-        elapsed = time.perf_counter() - self.start
-        loss = dist.all_reduce_mean(self.loss_sum / self.steps).item()
-        result = loss, self.steps * pairs_per_step / elapsed, elapsed / self.steps
-        self.loss_sum.zero_()
-        self.steps, self.start = 0, time.perf_counter()
-        return result
-
-
 def _accumulate_gradients(cfg: TrainConfig, model_cfg: ModelConfig, net: torch.nn.Module,
                           batches: Iterator[Any], amp: Any, mask_rng: torch.Generator, state: TrainState,
-                          window: LossWindow, where: dist.DistInfo) -> tuple[torch.Tensor, torch.Tensor, SiamMAEOutput]:
+                          window: StepWindow, where: dist.DistInfo) -> tuple[torch.Tensor, torch.Tensor, SiamMAEOutput]:
     """Forward and backward over accum_steps micro-batches; gradients are all-reduced on the last one.
 
     Returns the last micro-batch's frames [b, 3, S, S] and output (for reconstruction images).
     """
     for k in range(cfg.accum_steps):
-        batch = next(batches)
+        batch = window.next_batch(batches)                              # the host's wait for data is timed
         f1, f2 = batch.f1, batch.f2                                     # [b, 3, S, S] on the device
         p = model_cfg.patch_size
         n = (f2.shape[-2] // p) * (f2.shape[-1] // p)

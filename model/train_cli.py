@@ -79,12 +79,23 @@ def opt(*decls: str, name: str, help: str, **kw: object):
 @opt("--crop-scale", name="crop_scale", type=CROP_SCALE,
      help="LO,HI: area fraction of the frame a crop covers, drawn uniformly (RandomResizedCrop's scale).")
 @opt("--num-workers", name="num_workers", type=int, help="DataLoader workers (--loader wds).")
-@opt("--threads", name="threads", type=int, help="DALI decoder threads (--loader dali).")
+@opt("--threads", name="threads", type=int,
+     help="DALI decoder threads (--loader dali); 0: the cores per process (affinity / LOCAL_WORLD_SIZE) minus "
+          "the trainer's own (one on a GPU plus the byte reader's workers; --torch-threads on a CPU).")
+@opt("--hw-decoder-load", name="hw_decoder_load", type=float,
+     help="Share of the JPEGs DALI sends to the GPU's hardware JPEG decoder (the rest: CPU Huffman + GPU).")
+@opt("--prefetch", name="prefetch", type=int, help="Batches the DALI pipeline prepares ahead.")
+@opt("--parallel-source", name="parallel_source", type=click.Choice(["auto", "on", "off"]),
+     help="Read the frames' bytes in DALI worker processes (auto: on with CUDA, off on a CPU).")
+@opt("--py-num-workers", name="py_num_workers", type=int, help="Worker processes of that parallel byte reader.")
+@opt("--source-prefetch", name="source_prefetch", type=int,
+     help="Batches the byte reader's workers prepare ahead, apart from --prefetch; 0: 2 per worker.")
 @opt("--bad-frame-limit", name="bad_frame_limit", type=float,
      help="Largest fraction of an epoch's pairs that may be replaced because they read a bad frame "
           "(listed in OUT/bad_frames.jsonl); above it the run stops: the data is broadly damaged.")
 @opt("--torch-threads", name="torch_threads", type=int,
-     help="PyTorch CPU threads per process; 0: the cores per process minus --threads, at least 1.")
+     help="PyTorch CPU threads per process; 0: the cores per process minus --threads (half of them when "
+          "--threads is 0), at least 1.")
 @opt("--device", name="device", type=click.Choice(["auto", "cuda", "cpu"]),
      help="auto: cuda:LOCAL_RANK when a GPU is present, else cpu.")
 @opt("--seed", name="seed", type=int, help="Seed of data order, augmentation, masks and initialisation.")

@@ -48,8 +48,14 @@ class TrainConfig:
     gap_min: int = 4
     gap_max: int = 48
     crop_scale: tuple[float, float] = (0.5, 1.0)  # area fraction of the frame each crop covers (lo, hi)
-    num_workers: int = 2
-    threads: int = 2
+    num_workers: int = 2                      # --loader wds: DataLoader worker processes
+    # --loader dali: the knobs siammae-bench sweeps (see pipeline.config.DecoderConfig)
+    threads: int = 0                          # decoder threads; 0: the cores per process minus the trainer's
+    hw_decoder_load: float = 0.65             # share of the JPEGs for the GPU's hardware decoder
+    prefetch: int = 2                         # batches the pipeline prepares ahead
+    parallel_source: str = "auto"             # byte reader in worker processes: auto (on with CUDA), on, off
+    py_num_workers: int = 1                   # worker processes of the parallel byte reader
+    source_prefetch: int = 0                  # batches those workers prepare ahead; 0: 2 per worker
     bad_frame_limit: float = 0.001            # largest fraction of an epoch's pairs replaced for bad frames
     torch_threads: int = 0                    # CPU training: 0 = the cores left beside the loader's threads
     # machinery
@@ -134,7 +140,8 @@ def _check_numbers(cfg: TrainConfig) -> None:
                 "--latest-every": (cfg.latest_every, 1), "--recon-every": (cfg.recon_every, 1),
                 "--epochs": (cfg.epochs, 1), "--max-steps": (cfg.max_steps, 1), "--stop-at-step": (cfg.stop_at_step, 1),
                 "--warmup-steps": (cfg.warmup_steps, 0), "--pairs-per-clip": (cfg.pairs_per_clip, 1),
-                "--threads": (cfg.threads, 1), "--num-workers": (cfg.num_workers, 0),
+                "--threads": (cfg.threads, 0), "--num-workers": (cfg.num_workers, 0), "--prefetch": (cfg.prefetch, 1),
+                "--py-num-workers": (cfg.py_num_workers, 1), "--source-prefetch": (cfg.source_prefetch, 0),
                 "--torch-threads": (cfg.torch_threads, 0), "--input-size": (cfg.input_size, 1),
                 "--decoder-dim": (cfg.decoder_dim, 1), "--decoder-depth": (cfg.decoder_depth, 1),
                 "--decoder-heads": (cfg.decoder_heads, 1), "--seed": (cfg.seed, 0)}
@@ -153,6 +160,8 @@ def _check_numbers(cfg: TrainConfig) -> None:
             raise UserError(f"{name} {value}: must be a finite number, 0 or more")
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise UserError(f"--mask-ratio {cfg.mask_ratio}: must be between 0 and 1 (exclusive)")
+    if not 0.0 <= cfg.hw_decoder_load <= 1.0:
+        raise UserError(f"--hw-decoder-load {cfg.hw_decoder_load}: must be a fraction between 0 and 1")
     if not 0.0 <= cfg.bad_frame_limit <= 1.0:
         raise UserError(f"--bad-frame-limit {cfg.bad_frame_limit}: must be a fraction between 0 and 1")
     if not 1 <= cfg.gap_min <= cfg.gap_max:

@@ -1,15 +1,33 @@
 """What a training run writes besides checkpoints (rank 0 only): config.json, metrics.jsonl,
-TensorBoard events, reconstruction PNGs and the progress bar."""
+TensorBoard events, reconstruction PNGs and the progress bar; and what every row measures (StepWindow).
+
+The input-bound share: `data_wait_s` is the time a step spent waiting for the loader to hand over its
+micro-batches (`next()` on the loader, measured on the host), `data_wait_frac` that time as a fraction
+of the step's wall time. Where the host blocks decides what this means: on a CPU every operation is
+synchronous, so the wait is exactly the time training stood still for data. On CUDA, kernel launches
+return at once and the host only blocks when it needs a result (the loss at a logged step) or when the
+launch queue is full: a GPU-bound loop therefore hands over its time to the GPU inside the step, and
+shows a wait near 0; a loader-bound loop waits in `next()` while the GPU drains, and the wait shows.
+The loader itself never blocks on the GPU (no per-batch device tensors, DALI's output handed over by
+stream-ordered DLPack), so its wait is the loader's alone. Each logged row covers the steps since the
+previous one, averaged over ranks; checkpoint saving and reconstruction images are left out of both.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from model import distributed as dist
 from model.config import ModelConfig
 from model.distributed import DistInfo
 from model.recon_images import save_png
@@ -18,16 +36,79 @@ from model.train_config import TrainConfig
 from siammae_common.console import progress
 
 
+@dataclass(frozen=True)
+class WindowStats:
+    """One logged row's figures, averaged over ranks."""
+
+    loss: float
+    pairs_per_s: float              # all ranks together
+    step_s: float                   # wall time per optimizer step
+    data_wait_s: float              # per step, time spent waiting for the loader
+    data_wait_frac: float           # data_wait_s / step_s
+
+
+class StepWindow:
+    """The loss, throughput and input-bound share since the last logged step (the loss sum stays on the
+    device), and the run's totals for the closing line."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.loss_sum = torch.zeros((), device=device)
+        self.steps, self.wait, self.start, self.excluded = 0, 0.0, time.perf_counter(), 0.0
+        self.total_wait, self.total_time = 0.0, 0.0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss
+
+    def next_batch(self, batches: Iterator[Any]) -> Any:
+        """The loader's next micro-batch, the time the host waited for it counted as data wait."""
+        t0 = time.perf_counter()
+        batch = next(batches)
+        self.wait += time.perf_counter() - t0
+        return batch
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Work that is not a training step (checkpoints, images): left out of the step time."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - t0
+
+    def flush(self, pairs_per_step: int) -> WindowStats:
+        """The figures since the last flush, averaged over ranks (one collective); starts a new window."""
+        steps = max(self.steps, 1)
+        elapsed = max(time.perf_counter() - self.start - self.excluded, 1e-9)
+        local = torch.stack([(self.loss_sum / steps).double(),
+                             torch.tensor(self.wait, dtype=torch.float64, device=self.device),
+                             torch.tensor(elapsed, dtype=torch.float64, device=self.device)])
+        loss, wait, elapsed = dist.all_reduce_mean(local).tolist()      # waits for the steps' results
+        self.total_wait, self.total_time = self.total_wait + wait, self.total_time + elapsed
+        stats = WindowStats(loss, steps * pairs_per_step / elapsed, elapsed / steps, wait / steps,
+                            min(wait / elapsed, 1.0))
+        self.loss_sum.zero_()
+        self.steps, self.wait, self.start, self.excluded = 0, 0.0, time.perf_counter(), 0.0
+        return stats
+
+    def input_bound_line(self) -> str:
+        """The run's closing line: how much of the logged training time was spent waiting for data."""
+        frac = self.total_wait / self.total_time if self.total_time > 0 else 0.0
+        return (f"input-bound {frac:.0%} of the time: the steps waited {self.total_wait:.1f} s for data "
+                f"in {self.total_time:.1f} s of training (data_wait_frac in metrics.jsonl, per logged row)")
+
+
 class RunLog:
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, schedule: LRSchedule, steps_per_epoch: int,
-                 where: DistInfo, start_step: int) -> None:
+                 where: DistInfo, start_step: int, loader: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is slow to import
 
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         config = {"train": cfg.to_dict(), "model": model_cfg.to_dict(), "schedule": vars(schedule),
                   "steps_per_epoch": steps_per_epoch, "world_size": where.world_size,
-                  "micro_batch_per_rank": cfg.micro_batch(where.world_size), "torch": torch.__version__}
+                  "micro_batch_per_rank": cfg.micro_batch(where.world_size), "torch": torch.__version__,
+                  "loader": loader}
         (self.out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
         metrics = self.out / "metrics.jsonl"
         _drop_rows_after(metrics, start_step)           # rows a resumed-from-earlier run will write again
@@ -37,17 +118,19 @@ class RunLog:
         self.bar = progress(total=stop, desc="train", unit="step")
         self.bar.update(start_step)
 
-    def scalars(self, step: int, epoch: float, loss: float, lr: float, pairs_per_s: float,
-                step_time_s: float) -> None:
+    def scalars(self, step: int, epoch: float, lr: float, stats: WindowStats) -> None:
         """One logged step: metrics.jsonl, TensorBoard and the progress bar."""
-        row = {"step": step, "epoch": round(epoch, 4), "loss": loss, "lr": lr,
-               "pairs_per_s": round(pairs_per_s, 2), "step_time_s": round(step_time_s, 5)}
-        self.metrics.write(json.dumps(row if math.isfinite(loss) else {**row, "loss": str(loss)}) + "\n")
+        row = {"step": step, "epoch": round(epoch, 4), "loss": stats.loss, "lr": lr,
+               "pairs_per_s": round(stats.pairs_per_s, 2), "step_time_s": round(stats.step_s, 5),
+               "data_wait_s": round(stats.data_wait_s, 5), "data_wait_frac": round(stats.data_wait_frac, 4)}
+        finite = math.isfinite(stats.loss)
+        self.metrics.write(json.dumps(row if finite else {**row, "loss": str(stats.loss)}) + "\n")
         self.metrics.flush()
-        for name in ("loss", "lr", "pairs_per_s", "step_time_s"):
+        for name in ("loss", "lr", "pairs_per_s", "step_time_s", "data_wait_s", "data_wait_frac"):
             self.tb.add_scalar(f"train/{name}", row[name], step)
         self.bar.update(step - self.bar.n)
-        self.bar.set_postfix(loss=f"{loss:.4f}", pairs_s=f"{pairs_per_s:.0f}", refresh=False)
+        self.bar.set_postfix(loss=f"{stats.loss:.4f}", pairs_s=f"{stats.pairs_per_s:.0f}",
+                             data_wait=f"{stats.data_wait_frac:.0%}", refresh=False)
 
     def image(self, step: int, grid: np.ndarray) -> None:
         """A reconstruction figure (f1 | masked f2 | prediction | f2) as PNG and in TensorBoard."""

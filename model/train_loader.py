@@ -1,0 +1,94 @@
+"""The loader siammae-train uses, built from its options, and how the cores are shared between the
+loader and training. `benchmarks.train_step_bench` builds its loader here too, so the GPU check
+measures the very loader training uses."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from model import distributed as dist
+from model.train_config import TrainConfig
+from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
+from siammae_common.console import UserError
+
+
+def cores_per_process() -> int:
+    """The cores this process may use (its CPU affinity, else the machine's) divided among the
+    processes torchrun started on this node (LOCAL_WORLD_SIZE)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:                        # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def torch_threads(cfg: TrainConfig, device: torch.device) -> int:
+    """torch's intra-op threads: --torch-threads, else on a CPU the process's cores minus --threads (half
+    of them when --threads is auto: the other half decodes); on a GPU torch's own default."""
+    if cfg.torch_threads > 0:
+        return cfg.torch_threads
+    if device.type == "cpu":
+        cores = cores_per_process()
+        return max(1, cores - cfg.threads if cfg.threads > 0 else cores // 2)
+    return torch.get_num_threads()
+
+
+def decoder_threads(cfg: TrainConfig, device: torch.device) -> int:
+    """DALI's threads: --threads, else the cores per process minus the trainer's own: on a GPU one core
+    for the training loop's Python thread (and one per parallel-source worker), on a CPU the cores torch
+    computes on."""
+    if cfg.threads > 0:
+        return cfg.threads
+    cores = cores_per_process()
+    if device.type == "cuda":
+        workers = cfg.py_num_workers if cfg.parallel_source != "off" else 0
+        return max(1, cores - 1 - workers)
+    return max(1, cores - torch_threads(cfg, device))
+
+
+def set_torch_threads(cfg: TrainConfig, device: torch.device) -> None:
+    """On a CPU, intra-op threads that outnumber the free cores spin against the loader's threads
+    (measured: 4-5x slower steps on 2 cores), so torch gets only its share of the cores."""
+    torch.set_num_threads(torch_threads(cfg, device))
+
+
+def loader_config(cfg: TrainConfig, crop_size: int, where: dist.DistInfo, device: torch.device) -> LoaderConfig:
+    """This rank's loader settings, every DALI knob resolved (what config.json records)."""
+    sampling = PairSamplingConfig(gap_min=cfg.gap_min, gap_max=cfg.gap_max, pairs_per_clip=cfg.pairs_per_clip,
+                                  crop_size=crop_size, crop_scale=tuple(cfg.crop_scale))
+    parallel = {"auto": None, "on": True, "off": False}[cfg.parallel_source]
+    decoder = DecoderConfig(hw_decoder_load=cfg.hw_decoder_load, prefetch_queue_depth=cfg.prefetch,
+                            num_threads=decoder_threads(cfg, device), py_num_workers=cfg.py_num_workers,
+                            parallel_source=parallel, source_prefetch=cfg.source_prefetch or None)
+    return LoaderConfig(shards=cfg.shards, batch_size=cfg.micro_batch(where.world_size), sampling=sampling,
+                        decoder=decoder, kind=cfg.loader,  # type: ignore[arg-type]
+                        device="cuda" if device.type == "cuda" else "cpu", dtype="float32",
+                        seed=cfg.seed, rank=where.rank, world_size=where.world_size,
+                        num_workers=cfg.num_workers, bad_frame_limit=cfg.bad_frame_limit,
+                        bad_frame_log=cfg.out / "bad_frames.jsonl", batches_per_step=cfg.accum_steps)
+
+
+def build_loader(cfg: LoaderConfig) -> Any:
+    """This rank's PairLoader: micro-batches of (f1, f2) [b, 3, S, S], order fixed by (seed, epoch, rank)."""
+    from pipeline.frame_index import ShardError
+    from pipeline.loader import build_pair_loader
+
+    try:
+        return build_pair_loader(cfg)
+    except ShardError as e:
+        raise UserError(f"--shards {cfg.shards}: {e}") from None
+    except ValueError as e:                        # e.g. an epoch shorter than one step
+        raise UserError(f"--batch-size / --accum-steps: {e}") from None
+
+
+def described(cfg: LoaderConfig) -> dict[str, Any]:
+    """The loader settings as config.json records them (every auto value resolved)."""
+    out = asdict(cfg)
+    out["shards"], out["bad_frame_log"] = str(cfg.shards), str(cfg.bad_frame_log)
+    out["decoder"]["parallel_source"] = cfg.parallel_source
+    out["decoder"]["source_prefetch"] = cfg.decoder.source_queue_depth
+    return out
