@@ -119,10 +119,14 @@ def _dali_rows(setup: br.BenchSetup, rows: set[str], skipped: dict[str, str]) ->
               help="Measuring time per row and round.")
 @click.option("--hw-decoder-load", type=click.FloatRange(0, 1), default=0.65, show_default=True)
 @click.option("--prefetch", type=click.IntRange(min=1), default=2, show_default=True, help="DALI prefetch queue depth.")
+@click.option("--py-workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes of DALI's parallel external source (rows with the parallel source).")
+@click.option("--source-prefetch", type=click.IntRange(min=1), default=None,
+              help="Batches the parallel source's workers prepare ahead [default: 2 per worker].")
 @click.option("--only", type=str, default=None, help=f"Comma list of rows (default all): {','.join(ALL_ROWS)}")
 def main(shards: Path, videos: Path | None, json_out: Path | None, plot_out: Path | None, batch_size: int,
          workers: int, pairs_per_clip: int, crop_size: int, rounds: int, seconds: float, hw_decoder_load: float,
-         prefetch: int, only: str | None) -> None:
+         prefetch: int, py_workers: int, source_prefetch: int | None, only: str | None) -> None:
     """Measure every loader on the same clips in interleaved rounds; print a table, optionally JSON and a chart."""
     warnings.filterwarnings("ignore", module=r"nvidia\.dali.*")   # unused-output and deprecation notes
     rows = set(ALL_ROWS) if only is None else {r.strip() for r in only.split(",") if r.strip()}
@@ -136,7 +140,8 @@ def main(shards: Path, videos: Path | None, json_out: Path | None, plot_out: Pat
     cfg = LoaderConfig(shards=shards, batch_size=batch_size, num_workers=workers,
                        sampling=PairSamplingConfig(pairs_per_clip=pairs_per_clip, crop_size=crop_size),
                        decoder=DecoderConfig(hw_decoder_load=hw_decoder_load, prefetch_queue_depth=prefetch,
-                                             num_threads=workers))
+                                             num_threads=workers, py_num_workers=py_workers,
+                                             source_prefetch=source_prefetch))
     setup = br.BenchSetup(cfg, index, seconds)
     skipped: dict[str, str] = {}
     t0 = time.perf_counter()

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
-from pipeline.batch import normalize_uint8
+from pipeline.batch import FrameFinisher
 from pipeline.config import LoaderConfig
 from pipeline.frame_index import FrameIndex, FrameReader
 from pipeline.sampling import PairPlan, plan_epoch
@@ -88,11 +87,12 @@ def run_dataset(setup: BenchSetup, dataset: Any, *, batch_size: int, max_pairs: 
     """
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=setup.cfg.num_workers, shuffle=False)
     w = setup.warmup_batches if warmup is None else warmup
+    finish = FrameFinisher("cpu", "float32", normalize=True)       # what the loaders do, constants made once
 
     def measure(batch: Any) -> tuple[int, int]:
         f1, f2, nbytes = batch
-        normalize_uint8(f1, torch.float32)
-        normalize_uint8(f2, torch.float32)
+        finish(f1)
+        finish(f2)
         return len(f1), int(nbytes.sum())
 
     pairs, nbytes, secs = timed(loader, measure, setup.seconds, w, max_pairs)
@@ -130,15 +130,15 @@ def run_dali_reader(setup: BenchSetup, cfg: LoaderConfig) -> Measured:
 
 
 def run_wds(setup: BenchSetup, cfg: LoaderConfig) -> Measured:
-    def nbytes(loader: Any, pairs: int) -> float:
-        return loader.shard_bytes_read / max(loader.epoch * loader.n_pairs, pairs)
-    return run_pair_loader(setup, replace(cfg, kind="wds"), nbytes)
+    """The fallback: its workers count the bytes they read for every batch delivered."""
+    return run_pair_loader(setup, replace(cfg, kind="wds"), lambda loader, pairs: loader.bytes_read / pairs)
 
 
 def run_ceiling(setup: BenchSetup, cfg: LoaderConfig, *, decode_only: bool, n_pairs: int = 256) -> Measured:
     """The same DALI graph fed from JPEG pairs held in memory: what the pipeline could reach."""
     from pipeline.dali_graph import build_pipeline
     from pipeline.dali_loader import dali_graph_spec
+    from pipeline.dali_source import pair_meta
 
     ix = setup.index
     plan = bench_plan(setup, epochs_=max(1, n_pairs // max(len(ix), 1) + 1)).take(slice(0, n_pairs))
@@ -146,14 +146,11 @@ def run_ceiling(setup: BenchSetup, cfg: LoaderConfig, *, decode_only: bool, n_pa
     f1, f2 = reader.read(plan.clip, plan.i), reader.read(plan.clip, plan.j)
     reader.close()
     B = cfg.batch_size
-    anchor = np.ascontiguousarray(plan.crop[:, [1, 0]], dtype=np.int32)
-    shape = np.ascontiguousarray(plan.crop[:, [3, 2]], dtype=np.int32)
-    flip = plan.flip.astype(np.int32)
-    debug = np.zeros((len(plan), 3), np.int64)
+    meta = pair_meta(plan)
 
     def source(info: Any) -> tuple[Any, ...]:
         sel = (np.arange(B) + info.iteration * B) % len(plan)
-        return ([f1[k] for k in sel], [f2[k] for k in sel], anchor[sel], shape[sel], flip[sel], debug[sel])
+        return [f1[k] for k in sel], [f2[k] for k in sel], meta[sel]
 
     spec = replace(dali_graph_spec(cfg, (int(ix.height.max()), int(ix.width.max()))), decode_only=decode_only)
     pipe = build_pipeline(source, spec, B, parallel=False, seed=cfg.seed,

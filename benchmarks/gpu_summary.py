@@ -48,8 +48,8 @@ def step_figures(step: Path | None) -> dict[str, Any] | None:
                            "pairs_per_s": r["tensors_on_device"]["pairs_per_s"], "mfu": r.get("mfu")}
     if "with_loader" in r:
         w = r["with_loader"]
-        out["with_loader"] = {k: w[k] for k in ("loader", "threads", "hw_decoder_load", "step_s", "pairs_per_s")
-                              if k in w}
+        keys = ("loader", "threads", "hw_decoder_load", "step_s", "pairs_per_s", "data_wait_frac")
+        out["with_loader"] = {k: w[k] for k in keys if k in w}
         out["loader_overhead"] = w["overhead"]
     return out
 
@@ -109,9 +109,10 @@ def summary_markdown(s: dict[str, Any]) -> str:
                   f"MFU {_num(t['mfu'], '.1%')}")]
         if "with_loader" in t:
             w = t["with_loader"]
-            lines.append(f"- fed by the {w['loader']} loader ({w['threads']} threads, hw_decoder_load "
+            lines.append(f"- fed by siammae-train's {w['loader']} loader ({w['threads']} threads, hw_decoder_load "
                          f"{w.get('hw_decoder_load')}): {w['step_s'] * 1e3:.1f} ms/step, loader overhead "
-                         f"{t['loader_overhead']:+.1%}")
+                         f"{t['loader_overhead']:+.1%}, waiting for data {_num(w.get('data_wait_frac'), '.1%')} "
+                         f"of the step")
     f = s["figures"]
     lines += ["", f"- best loader ÷ training demand: {_num(f['loader_vs_training_demand'], '.2f')}×"]
     if "targets" in s:

@@ -1,6 +1,8 @@
 """SiamMAE training-step benchmark: step time and pairs/s on tensors already on the device, then the
-same steps fed by the real loader; the difference is the loader's overhead. On CUDA also the model FLOP
-utilisation (FLOPs counted by torch.utils.flop_counter over one forward + backward).
+same steps fed by the real loader (built exactly as siammae-train builds it, with the same options);
+the difference is the loader's overhead, and the time the steps waited for it is reported as in
+metrics.jsonl (data_wait_s, data_wait_frac). On CUDA also the model FLOP utilisation (FLOPs counted by
+torch.utils.flop_counter over one forward + backward).
 
     python -m benchmarks.train_step_bench                                  # CPU: tiny model, random data
     python -m benchmarks.train_step_bench --shards shards/ucf101 \
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -25,6 +28,7 @@ from model.config import MODEL_NAMES, model_config
 from model.masking import random_masking
 from model.schedule import param_groups
 from model.siammae import SiamMAE
+from model.train_config import TrainConfig
 
 # dense bf16 tensor-core peaks (TFLOP/s) for MFU; others: pass --peak-tflops
 PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -61,11 +65,14 @@ def sync(device: torch.device) -> None:
 
 
 def time_steps(step: Callable, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], steps: int, warmup: int,
-               device: torch.device) -> float:
-    """Mean seconds per step over `steps` steps after `warmup` untimed ones."""
+               device: torch.device, waited: list[float] | None = None) -> float:
+    """Mean seconds per step over `steps` steps after `warmup` untimed ones (waited[0], when given, is
+    reset when the timing starts, so it holds the timed steps' wait for data)."""
     for _ in range(warmup):
         step(*next(batches))
     sync(device)
+    if waited is not None:
+        waited[0] = 0.0
     start = time.perf_counter()
     for _ in range(steps):
         loss = step(*next(batches))
@@ -83,20 +90,24 @@ def count_flops(model: SiamMAE, f1: torch.Tensor, f2: torch.Tensor, amp: bool) -
     return counter.get_total_flops()
 
 
-def loader_batches(shards: Path, kind: str, batch: int, size: int, device: torch.device,
-                   threads: int, hw_decoder_load: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
-    from pipeline.loader import build_pair_loader
+def loader_batches(train_cfg: TrainConfig, size: int, device: torch.device, waited: list[float]
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches from the loader siammae-train builds for these options (model.train_loader), across
+    epochs; the host's wait for each batch is added to waited[0]."""
+    from model.distributed import DistInfo
+    from model.train_loader import build_loader, loader_config
 
-    cfg = LoaderConfig(shards=shards, batch_size=batch, sampling=PairSamplingConfig(crop_size=size),
-                       decoder=DecoderConfig(num_threads=threads, hw_decoder_load=hw_decoder_load),
-                       kind=kind,  # type: ignore[arg-type]
-                       device="cuda" if device.type == "cuda" else "cpu")
-    loader = build_pair_loader(cfg)
+    loader = build_loader(loader_config(train_cfg, size, DistInfo(), device))
     epoch = 0
     while True:
         loader.set_epoch(epoch)
-        for b in loader:
+        batches = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            b = next(batches, None)
+            waited[0] += time.perf_counter() - t0
+            if b is None:
+                break
             yield b.f1, b.f2
         epoch += 1
 
@@ -114,17 +125,25 @@ def loader_batches(shards: Path, kind: str, batch: int, size: int, device: torch
 @click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Also time steps fed by the real loader from these shards.")
 @click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", show_default=True)
-@click.option("--threads", type=int, default=4, show_default=True, help="Loader threads / workers.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DALI threads, as siammae-train's --threads (0: the cores per process minus the trainer's).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="DataLoader workers (--loader wds).")
 @click.option("--hw-decoder-load", type=click.FloatRange(0, 1), default=0.65, show_default=True,
               help="Share of the JPEGs DALI sends to the hardware decoder (GPU only).")
+@click.option("--prefetch", type=click.IntRange(min=1), default=2, show_default=True, help="DALI prefetch depth.")
+@click.option("--parallel-source", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
+@click.option("--py-num-workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--source-prefetch", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The parallel source's own prefetch depth (0: 2 per worker).")
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None,
               help="torch's intra-op threads [default: torch's own]; on a shared CPU 1 avoids spin-waiting.")
 @click.option("--peak-tflops", type=float, default=None, help="Device peak for MFU [default: known GPUs].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result here.")
 def main(device: str, model_name: str | None, input_size: int | None, batch_size: int | None, steps: int | None,
-         warmup: int, amp: bool, compile_: bool, shards: Path | None, loader: str, threads: int,
-         hw_decoder_load: float, torch_threads: int | None, peak_tflops: float | None,
-         json_path: Path | None) -> None:
+         warmup: int, amp: bool, compile_: bool, shards: Path | None, loader: str, threads: int, num_workers: int,
+         hw_decoder_load: float, prefetch: int, parallel_source: str, py_num_workers: int, source_prefetch: int,
+         torch_threads: int | None, peak_tflops: float | None, json_path: Path | None) -> None:
     """Time SiamMAE training steps on random tensors and with the real loader."""
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
     gpu = dev.type == "cuda"
@@ -158,10 +177,21 @@ def main(device: str, model_name: str | None, input_size: int | None, batch_size
         result["mfu"] = flops / t / (peak * 1e12)
         result["peak_tflops"] = peak
     if shards is not None:
-        batches = loader_batches(shards, loader, batch, s, dev, threads, hw_decoder_load)
-        tl = time_steps(step, batches, steps, warmup, dev)
-        result["with_loader"] = {"loader": loader, "threads": threads, "hw_decoder_load": hw_decoder_load,
-                                 "step_s": tl, "pairs_per_s": batch / tl, "overhead": tl / t - 1}
+        with tempfile.TemporaryDirectory(prefix="siammae-step-bench-") as out:
+            train_cfg = TrainConfig(shards=shards, out=Path(out), batch_size=batch, loader=loader, threads=threads,
+                                    num_workers=num_workers, hw_decoder_load=hw_decoder_load, prefetch=prefetch,
+                                    parallel_source=parallel_source, py_num_workers=py_num_workers,
+                                    source_prefetch=source_prefetch, torch_threads=torch.get_num_threads())
+            waited = [0.0]
+            batches = loader_batches(train_cfg, s, dev, waited)
+            tl = time_steps(step, batches, steps, warmup, dev, waited)
+        from model.train_loader import decoder_threads
+
+        result["with_loader"] = {"loader": loader, "threads": decoder_threads(train_cfg, dev),
+                                 "hw_decoder_load": hw_decoder_load, "prefetch": prefetch,
+                                 "parallel_source": parallel_source, "py_num_workers": py_num_workers,
+                                 "step_s": tl, "pairs_per_s": batch / tl, "overhead": tl / t - 1,
+                                 "data_wait_s": waited[0] / steps, "data_wait_frac": waited[0] / steps / tl}
     text = json.dumps(result, indent=1)
     click.echo(text)
     if json_path is not None:
