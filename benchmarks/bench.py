@@ -43,6 +43,8 @@ def _device() -> str:
 
 def _reference_rows(setup: br.BenchSetup, videos: Path | None, rows: set[str], skipped: dict[str, str],
                     cleanup: ExitStack) -> dict[str, Runner]:
+    if not {"naive", "naive_ffmpeg", "jpeg_folders"} & rows:
+        return {}                             # e.g. the GPU check's DALI rows: PyAV need not be installed
     from benchmarks.bench_loaders import FfmpegPairs, JpegFolderPairs, PyAVPairs, find_videos
 
     plan = br.bench_plan(setup)

@@ -9,7 +9,7 @@ is replaced by the first good candidate of `bad_frames.replace_pair`: the pair t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -34,6 +34,11 @@ class MadeBatch:
     sources: np.ndarray
     replacements: list[Replacement]
     bytes_read: int
+
+    def pin_memory(self) -> MadeBatch:
+        """The DataLoader's pin-memory thread calls this (pin_memory=True on a GPU machine): the frames move
+        to page-locked memory, so the loader's copy to the GPU runs asynchronously."""
+        return replace(self, f1=self.f1.pin_memory(), f2=self.f2.pin_memory())
 
 
 @dataclass

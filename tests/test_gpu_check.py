@@ -35,6 +35,7 @@ def test_the_gpu_check_runs_every_step_in_cpu_mode(tmp_path: Path) -> None:
     steps = summary["train_step"]
     assert steps["step_s"] > 0 and steps["with_loader"]["threads"] == summary["best_loader"]["threads"]
     assert "loader_overhead" in steps and summary["failed_steps"] == []
+    assert 0 <= steps["with_loader"]["data_wait_frac"] <= 1          # siammae-train's loader, its wait for data
     log = (out / "log.txt").read_text()
     for command in ("tools/make_synthetic.py", "tools/make_shards.py", "-m benchmarks.bench",
                     "-m benchmarks.train_step_bench"):
