@@ -1,10 +1,17 @@
-"""Pillow versions of the pair augmentation (crop window + resize + flip), for the fallback loader and
-the benchmark's reference loaders. Output is uint8 CHW; normalisation happens on the device."""
+"""CPU versions of the pair augmentation (crop window + resize + flip), for the fallback loader and the
+benchmark's reference loaders. Frames are decoded by Pillow (whose judgement of damaged frames is the
+fallback's, see pipeline.bad_frames). Output is uint8; normalisation happens on the device.
+
+Two resizes: `crop_resize_flip_linear` is the DALI graph's (linear interpolation, no antialiasing, the
+default `PairSamplingConfig.antialias=False`), done by OpenCV at a fifth of Pillow's cost; the Pillow
+ones (bilinear, antialiased when reducing) serve `antialias=True` and the benchmark's plain Pillow loader.
+"""
 
 from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -26,6 +33,14 @@ def crop_resize_flip_array(img: Image.Image, crop: np.ndarray, flip: bool, size:
     if flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return np.asarray(img)
+
+
+def crop_resize_flip_linear(img: Image.Image, crop: np.ndarray, flip: bool, size: int) -> np.ndarray:
+    """As the DALI graph does it: crop (y, x, h, w) -> size x size, linear without antialiasing ->
+    optional flip; [S, S, 3] uint8 (a view when flipped)."""
+    y, x, h, w = (int(v) for v in crop)
+    out = cv2.resize(np.asarray(img)[y:y + h, x:x + w], (size, size), interpolation=cv2.INTER_LINEAR)
+    return out[:, ::-1] if flip else out
 
 
 def crop_resize_flip(img: Image.Image, crop: np.ndarray, flip: bool, size: int) -> torch.Tensor:

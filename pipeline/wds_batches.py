@@ -2,15 +2,17 @@
 
 For global batch g it takes the same plan positions as the DALI loader's byte source (`IndexedPairSource`:
 same plan, same epoch cut, same ranks), `pread`s exactly the two JPEGs of each pair through the frame
-index, checks their bytes, decodes them with Pillow, applies the plan's crop and flip, and writes the
-pair into the batch's uint8 tensors. A pair that reads a bad frame (the byte check, or Pillow's decoder)
+index, checks their bytes, decodes them with Pillow, applies the plan's crop and flip with the DALI
+graph's resize (`pil_ops`), and writes the pair into the batch's uint8 tensors. A pair that reads a bad frame (the byte check, or Pillow's decoder)
 is replaced by the first good candidate of `bad_frames.replace_pair`: the pair the DALI loader picks.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 import torch
 from PIL.Image import Image
@@ -19,7 +21,7 @@ from pipeline.bad_frames import BadFrame, Replacement, replace_pair
 from pipeline.config import LoaderConfig
 from pipeline.dali_source import IndexedPairSource
 from pipeline.frame_index import FrameIndex, ShardError
-from pipeline.pil_ops import crop_resize_flip_array, decode_jpeg
+from pipeline.pil_ops import crop_resize_flip_array, crop_resize_flip_linear, decode_jpeg
 from pipeline.sampling import PairPlan
 
 
@@ -54,6 +56,9 @@ class BatchMaker:
 
     def __init__(self, cfg: LoaderConfig, index: FrameIndex, known_bad: dict[int, str] | None = None) -> None:
         self.size = cfg.sampling.crop_size
+        # the DALI graph's resize (linear, no antialiasing) unless the sampling asks for antialiasing
+        self.resize = crop_resize_flip_array if cfg.sampling.antialias else crop_resize_flip_linear
+        self._pid = -1
         self.source = IndexedPairSource(index, cfg.sampling, cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
                                         known_bad=known_bad, batches_per_step=cfg.batches_per_step)
 
@@ -65,6 +70,9 @@ class BatchMaker:
 
     def make(self, g: int) -> MadeBatch:
         """Read, check, decode and augment every pair of global batch g."""
+        if self._pid != os.getpid():           # once per worker process: OpenCV on this worker's core only
+            cv2.setNumThreads(1)
+            self._pid = os.getpid()
         src = self.source
         before = src.reader.bytes_read
         epoch, slots = src.batch_slots(g)
@@ -82,8 +90,8 @@ class BatchMaker:
                 sources[k] = rep.source
                 replacements.append(rep)
             crop, flip = plan.crop[sources[k]], bool(plan.flip[sources[k]])
-            rows1[k] = crop_resize_flip_array(images[0], crop, flip, self.size)
-            rows2[k] = crop_resize_flip_array(images[1], crop, flip, self.size)
+            rows1[k] = self.resize(images[0], crop, flip, self.size)
+            rows2[k] = self.resize(images[1], crop, flip, self.size)
         # [B, S, S, 3] -> [B, 3, S, S]: one copy per batch, so the batch crosses to the main process dense
         return MadeBatch(g, out1.permute(0, 3, 1, 2).contiguous(), out2.permute(0, 3, 1, 2).contiguous(),
                          sources, replacements, src.reader.bytes_read - before)

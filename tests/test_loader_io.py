@@ -77,6 +77,21 @@ def test_dali_batches_share_dalis_memory_and_stay_intact(coded: Path, monkeypatc
     assert len({b.f1.data_ptr() for b in kept}) == len(kept)              # every batch its own buffer
 
 
+def test_the_fallback_delivers_the_dali_loaders_batches(synthetic_shards: Path) -> None:
+    """Same pairs in the same batches, and the same pixels up to rounding: the fallback resizes as the
+    DALI graph does (linear, no antialiasing)."""
+    batches = {}
+    for kind in ("dali", "wds"):
+        loader = build_pair_loader(config(synthetic_shards, kind=kind, dtype="uint8", debug_indices=True,
+                                          sampling=PairSamplingConfig(crop_size=48)))
+        batches[kind] = list(loader)
+    for a, b in zip(batches["dali"], batches["wds"], strict=True):
+        assert a.index == b.index
+        for x, y in ((a.f1, b.f1), (a.f2, b.f2)):
+            diff = (x.float() - y.float()).abs()
+            assert diff.mean() < 0.5 and diff.max() <= 2
+
+
 class ReadTars:
     """Records every tar this process reads from, whichever way it reads it (open, or pread)."""
 
