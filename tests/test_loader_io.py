@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +178,40 @@ def test_the_fallback_keeps_its_batches_pinned_up_to_the_copy(coded: Path, monke
     monkeypatch.setattr(FrameFinisher, "__call__", lambda self, x: pinned.append(x.is_pinned()) or real(self, x))
     batches = list(build_pair_loader(config(coded, kind="wds", device="cuda", num_workers=1)))
     assert pinned and all(pinned) and batches[0].f1.device.type == "cuda"
+
+
+def test_the_parallel_source_has_its_own_prefetch_and_three_outputs(coded: Path, monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    """Batches in flight in the byte reader's workers follow their count, not the pipeline's depth; the
+    source hands over the f1 JPEGs, the f2 JPEGs and one int32 meta array (the replaced-slot flag in it)."""
+    from nvidia.dali import fn
+
+    import pipeline.dali_graph as graph
+    from pipeline.dali_source import META_COLUMNS
+
+    seen = []
+    real = fn.external_source
+
+    def spying(source, **kwargs):
+        seen.append(kwargs)
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(graph.fn, "external_source", spying)
+    for decoder, depth in ((DecoderConfig(py_num_workers=2), 4), (DecoderConfig(source_prefetch=6), 6)):
+        loader = build_pair_loader(config(coded, decoder=replace(decoder, parallel_source=True, num_threads=1)))
+        next(iter(loader))
+        loader.close()
+        assert seen[-1]["num_outputs"] == 3 and seen[-1]["prefetch_queue_depth"] == depth
+    source = loader._source
+    f1, f2, meta = source(type("Info", (), {"iteration": 0})())
+    assert len(f1) == len(f2) == 4 and meta.dtype == np.int32 and meta.shape == (4, META_COLUMNS)
+    assert (meta[:, 8] == 0).all()                             # no pair of these shards was replaced
+
+
+def test_the_fallback_opens_one_dataloader_for_all_epochs(coded: Path) -> None:
+    loader = build_pair_loader(config(coded, kind="wds", num_workers=1))
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        assert len(list(loader)) == len(loader)
+    assert loader.loader_builds == 1
+    loader.close()
