@@ -40,21 +40,22 @@ def dali_graph_spec(cfg: LoaderConfig, frame_hint: tuple[int, int] = (240, 320))
 def dali_to_torch(out: Any) -> torch.Tensor:
     """A dense DALI TensorList (CPU or GPU) -> a torch tensor sharing its memory: no copy.
 
-    This is what DALI's own PyTorch plugin does when the pipeline runs DALI's dynamic executor
-    (`exec_dynamic=True`, which `build_pipeline` sets): that executor never reuses or overwrites an
-    output buffer in a later `run()`; the buffer lives as long as a reference to it does (DALI 2.4,
-    `TensorGPU.__dlpack__`: only without the dynamic executor may outputs be overwritten). On the GPU,
-    torch.from_dlpack hands DALI torch's current stream and DALI makes that stream wait for the batch's
-    ready event, so nothing waits on the host. (The executor is not the legacy one: with it, this
-    would need the copy the loader used to make.)
+    Safe because every pipeline here runs DALI's dynamic executor (`exec_dynamic=True`, checked in
+    `_build`): it never reuses or overwrites an output buffer in a later `run()`, the buffer lives as
+    long as a reference to it (DALI 2.4, `TensorGPU.__dlpack__`: only without the dynamic executor may
+    outputs be overwritten once released), and DALI's own PyTorch plugin hands its outputs over the same
+    way. On the GPU, torch.from_dlpack passes torch's current stream and DALI makes that stream wait for
+    the batch's ready event: the wait is on the device, never on the host. With the legacy executor this
+    would need a copy, as the loader made before.
     """
     return torch.from_dlpack(out.as_tensor())
 
 
-# DALI returns a freed output buffer to its own pool in the order of DALI's stream, which knows nothing
-# of the training stream still reading it. The loader therefore keeps the outputs of the last few
-# batches referenced: the host runs at most about one step ahead of the GPU (CUDA's launch queue), so
-# a batch is released only after the step that read it has long been enqueued behind newer work.
+# When the last reference to a GPU output goes, DALI returns the buffer to its pool in the order of
+# DALI's own stream, which knows nothing of the training stream that may still be reading it (the host
+# runs ahead of the GPU by up to the CUDA launch queue, about a step). As a safety margin the loader
+# keeps the outputs of the last few batches referenced, so a buffer is released only steps after the
+# kernels that read it were enqueued.
 HELD_BATCHES = 3
 
 
@@ -124,6 +125,8 @@ class DaliPairLoader:
             self._pipe = build_pipeline(self._source, self.spec, cfg.batch_size,
                                         parallel=cfg.parallel_source, seed=cfg.seed,
                                         device_id=device_id, py_start_method=start)
+        if not self._pipe.exec_dynamic:         # dali_to_torch's zero-copy hand-over relies on it
+            raise RuntimeError("the DALI pipeline does not run the dynamic executor (exec_dynamic)")
         self.pipeline_builds += 1
         self._next_batch = start_batch
 
