@@ -90,20 +90,19 @@ def propagate(features: torch.Tensor, first_labels: torch.Tensor,
     labels = torch.empty(n_frames, hw, n_classes, device=feats.device)
     labels[0] = first_labels.to(feats.device, torch.float32).reshape(n_classes, hw).T
     outside = ~window_mask(h, w, settings, feats.device)[:, None, :]                   # [hw, 1, hw]
-    contexts = [context_frames(t, settings) for t in range(n_frames)]
+    # context of t: frame 0, then its short-term frames; all index lists go to the device at once
+    contexts = [[0, *context_frames(t, settings)] for t in range(n_frames)]
     all_indices = torch.tensor([i for c in contexts for i in c], dtype=torch.long).to(feats.device)
     ends = np.cumsum([len(c) for c in contexts]).tolist()
+    windowed = 0 if settings.window_on_first_frame else 1                              # first windowed slot
     for t in range(1, n_frames):
-        n_short = len(contexts[t])
-        index = all_indices[ends[t] - n_short:ends[t]]                                  # [S] on the device
-        aff_first = feats[t] @ feats[0].T                                               # [hw, hw]
-        if settings.window_on_first_frame:
-            aff_first = aff_first.masked_fill(outside[:, 0], float("-inf"))
-        aff_short = feats[t] @ feats[index].reshape(-1, dim).T                          # [hw, S·hw]
-        aff_short = aff_short.view(hw, n_short, hw).masked_fill_(outside, float("-inf")).view(hw, -1)
-        aff = torch.cat([aff_first, aff_short], dim=1) / settings.temperature            # [hw, (1+S)·hw]
-        values, chosen = aff.topk(min(settings.topk, aff.shape[1]), dim=1)               # [hw, k]
-        weights = torch.softmax(values, dim=1)
-        context = torch.cat([labels[0], labels[index].reshape(-1, n_classes)])         # [(1+S)·hw, C]
+        n_context = len(contexts[t])
+        index = all_indices[ends[t] - n_context:ends[t]]                                # [N] on the device
+        aff = (feats[t] @ feats[index].reshape(-1, dim).T).view(hw, n_context, hw)      # [hw, N, hw] cosine
+        aff[:, windowed:].masked_fill_(outside, float("-inf"))
+        # top-k of the cosines = top-k of cosine / T (T > 0); only the k kept values are divided
+        values, chosen = aff.view(hw, -1).topk(min(settings.topk, n_context * hw), dim=1)  # [hw, k]
+        weights = torch.softmax(values / settings.temperature, dim=1)
+        context = labels[index].reshape(-1, n_classes)                                  # [N·hw, C]
         labels[t] = torch.einsum("qk,qkc->qc", weights, context[chosen])                # [hw, C]
         yield labels[t].T.reshape(n_classes, h, w)
