@@ -8,6 +8,7 @@ Nearest rules (evaluation.nearest): "nearest" as cv2 INTER_NEAREST, "nearest-cen
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -26,17 +27,50 @@ def resize_nearest(x: torch.Tensor, size: tuple[int, int], rule: str) -> torch.T
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
+def _cv2_linear_taps(n_out: int, n_in: int, clamp_source: bool) -> tuple[np.ndarray, ...]:
+    """cv2's INTER_LINEAR taps along one axis: source indices (i0, i1) and 11-bit weights (w0, w1).
+
+    Columns outside the image are moved onto the edge with weight (1, 0); rows keep their weights and
+    read the clamped edge row twice (OpenCV's horizontal and vertical passes differ in just this way).
+    """
+    pos = ((np.arange(n_out) + 0.5) * (1.0 / (n_out / n_in)) - 0.5).astype(np.float32)
+    i0 = np.floor(pos).astype(np.int64)
+    frac = (pos - i0).astype(np.float32)
+    if clamp_source:
+        low, high = i0 < 0, i0 >= n_in - 1
+        frac[low | high] = 0.0
+        i0 = np.clip(i0, 0, n_in - 1)
+    w0 = np.round((np.float32(1.0) - frac) * 2048).astype(np.int64)
+    w1 = np.round(frac * 2048).astype(np.int64)
+    return np.clip(i0, 0, n_in - 1), np.clip(i0 + 1, 0, n_in - 1), w0, w1
+
+
+def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 images [..., H, W] → [..., h, w] exactly as cv2.resize(INTER_LINEAR) on 8-bit images:
+    fixed-point weights, an integer horizontal pass, then cv2's shift-and-round vertical pass."""
+    height, width = x.shape[-2:]
+    dev = x.device
+    cx0, cx1, a0, a1 = (torch.from_numpy(v).to(dev) for v in _cv2_linear_taps(size[1], width, True))
+    ry0, ry1, b0, b1 = (torch.from_numpy(v).to(dev) for v in _cv2_linear_taps(size[0], height, False))
+    xi = x.to(torch.int32)
+    rows = (xi.index_select(-1, cx0) * a0.int() + xi.index_select(-1, cx1) * a1.int()) >> 4   # [..., H, w]
+    top = (rows.index_select(-2, ry0) * b0.int()[:, None]) >> 16
+    bottom = (rows.index_select(-2, ry1) * b1.int()[:, None]) >> 16
+    return ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+
+
 def to_input(frames: torch.Tensor, size: tuple[int, int], settings: PropagationSettings) -> torch.Tensor:
     """uint8 frames [T, H, W, 3] (on the device) → normalised float [T, 3, h, w] at `size`.
 
-    CropMAE resizes the [0, 1] float image; DINO (resize_uint8) resizes the 8-bit image, which rounds.
+    CropMAE resizes the [0, 1] float image (bilinear); DINO (resize_uint8) resizes the 8-bit image with
+    cv2, reproduced here bit for bit.
     """
-    x = frames.permute(0, 3, 1, 2).float()                                       # [T, 3, H, W], 0..255
+    x = frames.permute(0, 3, 1, 2)                                               # [T, 3, H, W] uint8
     resize = tuple(x.shape[-2:]) != tuple(size)
     if resize and settings.resize_uint8:
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).round_().clamp_(0, 255) / 255.0
+        x = resize_uint8(x, size).float() / 255.0
     else:
-        x = x / 255.0
+        x = x.float() / 255.0
         if resize:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)

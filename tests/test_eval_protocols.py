@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from evaluation.nearest import nearest_indices, resize_ids
-from evaluation.resize import labels_to_grid, norm_mask, soft_to_ids, to_input
+from evaluation.resize import labels_to_grid, norm_mask, resize_uint8, soft_to_ids, to_input
 from evaluation.settings import PROTOCOLS, PropagationSettings, eval_size, protocol_settings
 
 
@@ -120,7 +120,14 @@ def test_frames_are_resized_as_float_or_as_8_bit_images() -> None:
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     assert np.abs(cropmae[0].permute(1, 2, 0).numpy() - (reference - mean) / std).max() < 1e-5
     dino = to_input(frames, (32, 64), protocol_settings("dino"))
-    levels = dino[0, 0] * 0.228 + 0.485                                        # DINO's std for red is 0.228
-    assert torch.allclose(levels * 255, (levels * 255).round(), atol=1e-3)     # whole 8-bit levels
-    eight_bit = cv2.resize(frames[0].numpy(), (64, 32))                        # DINO: cv2 on uint8
-    assert np.abs(levels.numpy() * 255 - eight_bit[..., 0]).max() <= 1.0 + 1e-3
+    levels = (dino[0].permute(1, 2, 0).numpy() * np.array([0.228, 0.224, 0.225]) + mean) * 255  # DINO: std 0.228
+    eight_bit = cv2.resize(frames[0].numpy(), (64, 32))                        # DINO: cv2 on the uint8 image
+    assert np.abs(levels - eight_bit).max() < 1e-3
+
+
+@pytest.mark.parametrize(("src", "dst"), [((240, 428), (480, 832)), ((480, 854), (480, 832)), ((480, 910), (480, 896)),
+                                          ((240, 320), (480, 640)), ((960, 1708), (480, 854)), ((37, 53), (20, 90))])
+def test_8_bit_resize_is_bit_exact_with_cv2(src: tuple[int, int], dst: tuple[int, int]) -> None:
+    image = np.random.default_rng(sum(src)).integers(0, 256, (*src, 3), dtype=np.uint8)
+    ours = resize_uint8(torch.from_numpy(image).permute(2, 0, 1), dst).permute(1, 2, 0).numpy()
+    assert np.array_equal(ours, cv2.resize(image, dst[::-1], interpolation=cv2.INTER_LINEAR))
