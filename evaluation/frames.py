@@ -12,12 +12,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from evaluation.davis_io import write_id_png
 from siammae_common.console import UserError
+
+T = TypeVar("T")
 
 
 class PendingFrames:
@@ -49,25 +52,25 @@ class IoPool:
         """Start decoding every path with `read`; the frames come back in order."""
         return PendingFrames(paths, [self._pool.submit(read, p) for p in paths])
 
-    def write_ids(self, path: Path, ids: torch.Tensor) -> None:
-        """Write an id map [H, W] (uint8, any device) as a palette PNG, in the background."""
+    def submit(self, ids: torch.Tensor, job: Callable[[np.ndarray], T]) -> Future[T]:
+        """Run job(ids as a host array) in the pool; a device tensor is copied without blocking this thread."""
         if ids.device.type == "cuda":
             host = torch.empty(ids.shape, dtype=ids.dtype, pin_memory=True)
             host.copy_(ids, non_blocking=True)
             done = torch.cuda.Event()
             done.record()
 
-            def job() -> None:
+            def run() -> T:
                 done.synchronize()
-                write_id_png(path, host.numpy())
-        else:
-            array = ids.numpy()
+                return job(host.numpy())
+            return self._pool.submit(run)
+        return self._pool.submit(job, ids.numpy())
 
-            def job() -> None:
-                write_id_png(path, array)
+    def write_ids(self, path: Path, ids: torch.Tensor) -> None:
+        """Write an id map [H, W] (uint8, any device) as a palette PNG, in the background."""
         while len(self._writes) >= self._max_pending:
             self._writes.popleft().result()
-        self._writes.append(self._pool.submit(job))
+        self._writes.append(self.submit(ids, lambda array: write_id_png(path, array)))
 
     def drain(self) -> None:
         """Wait for every write; raise the first error one of them met."""

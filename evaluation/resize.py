@@ -8,6 +8,8 @@ Nearest rules (evaluation.nearest): "nearest" as cv2 INTER_NEAREST, "nearest-cen
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,13 +19,21 @@ from evaluation.settings import PropagationSettings
 from siammae_common.constants import IMAGENET_MEAN
 
 
+@lru_cache(maxsize=64)
+def _on_device(kind: str, n_out: int, n_in: int, option: str | bool, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Resampling tables, made once per size and device (no host-to-device copy per frame)."""
+    if kind == "nearest":
+        return (torch.from_numpy(nearest_indices(n_out, n_in, option)).to(device),)
+    return tuple(torch.from_numpy(v).to(device) for v in _cv2_linear_taps(n_out, n_in, option))
+
+
 def resize_nearest(x: torch.Tensor, size: tuple[int, int], rule: str) -> torch.Tensor:
     """[..., H, W] → [..., h, w] by nearest neighbour under `rule` (any dtype, any device)."""
     height, width = x.shape[-2:]
     if (height, width) == tuple(size):
         return x
-    rows = torch.from_numpy(nearest_indices(size[0], height, rule)).to(x.device)
-    cols = torch.from_numpy(nearest_indices(size[1], width, rule)).to(x.device)
+    (rows,) = _on_device("nearest", size[0], height, rule, x.device)
+    (cols,) = _on_device("nearest", size[1], width, rule, x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
@@ -49,9 +59,8 @@ def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 images [..., H, W] → [..., h, w] exactly as cv2.resize(INTER_LINEAR) on 8-bit images:
     fixed-point weights, an integer horizontal pass, then cv2's shift-and-round vertical pass."""
     height, width = x.shape[-2:]
-    dev = x.device
-    cx0, cx1, a0, a1 = (torch.from_numpy(v).to(dev) for v in _cv2_linear_taps(size[1], width, True))
-    ry0, ry1, b0, b1 = (torch.from_numpy(v).to(dev) for v in _cv2_linear_taps(size[0], height, False))
+    cx0, cx1, a0, a1 = _on_device("linear", size[1], width, True, x.device)
+    ry0, ry1, b0, b1 = _on_device("linear", size[0], height, False, x.device)
     xi = x.to(torch.int32)
     rows = (xi.index_select(-1, cx0) * a0.int() + xi.index_select(-1, cx1) * a1.int()) >> 4   # [..., H, w]
     top = (rows.index_select(-2, ry0) * b0.int()[:, None]) >> 16

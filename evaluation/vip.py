@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,10 @@ def miou(hist: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.nanmean(iou)), iou
 
 
+def _frame_confusion(label_path: Path, shape: tuple[int, int], pred: np.ndarray) -> np.ndarray:
+    return confusion(read_id_png(label_path, shape), pred)
+
+
 def run_vip(extractor: FeatureExtractor, root: Path, out_dir: Path | None, settings: PropagationSettings,
             videos: Sequence[str] | None = None) -> dict:
     """Propagate every video; one confusion matrix over all annotated frames (the first included,
@@ -84,12 +89,13 @@ def run_vip(extractor: FeatureExtractor, root: Path, out_dir: Path | None, setti
             if frames.shape[1:3] != first.shape:
                 raise UserError(f"{video.labels[0]}: size differs from its frame {video.frames[0]}")
             maps = propagate_ids(extractor, frames, first, N_CLASSES, settings, desc=video.name)
+            counts = []                                     # confusion of each annotated frame, in the pool
             for frame, label_path, ids in zip(video.frames, video.labels, maps):
-                pred = ids.cpu().numpy()
                 if out_dir is not None:
                     io.write_ids(Path(out_dir) / video.name / f"{frame.stem}.png", ids)
                 if label_path is not None:
-                    hist += confusion(read_id_png(label_path, first.shape), pred)
+                    counts.append(io.submit(ids, partial(_frame_confusion, label_path, first.shape)))
+            hist += sum(c.result() for c in counts)
     mean, per_class = miou(hist)
     return {"features": extractor.name, "protocol": settings.protocol, "settings": settings.to_dict(),
             "videos": len(chosen), "mIoU": mean, "per_class": {name: float(v) for name, v in zip(CLASSES, per_class)}}
