@@ -60,6 +60,7 @@ def propagation_options(pose: bool = False) -> Callable:
                      help=f"circle: distance < radius; square: |di|,|dj| <= radius. [default: {DEFAULT}]"),
         _flag("window-on-first-frame", "Restrict the first frame to the window too (DINO does)."),
         click.option("--topk", type=int, default=None, help=f"Affinities kept per target patch. [default: {DEFAULT}]"),
+        _flag("keep-ties", "Also keep every affinity tied with the k-th (DINO)."),
         click.option("--temperature", type=float, default=None, help=f"Softmax temperature. [default: {DEFAULT}]"),
         _flag("labels-at-input-size", "Resize the annotation to the input size (nearest) before one-hot."),
         click.option("--label-downsample", type=click.Choice(LABEL_DOWNSAMPLES), default=None,
@@ -102,7 +103,7 @@ def build_settings(kw: dict, task: str) -> PropagationSettings:
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine")
     protocol = kw.pop("protocol")
-    names = ["queue", "pad_first_frame", "radius", "window", "window_on_first_frame", "topk", "temperature",
+    names = ["queue", "pad_first_frame", "radius", "window", "window_on_first_frame", "topk", "keep_ties", "temperature",
              "labels_at_input_size", "label_downsample", "norm_mask", "output_resize", "first_frame_output",
              "short_side", "long_side", "fixed_size", "size_multiple", "resize_uint8", "batch_size",
              "pose_placement", "pose_topk"]

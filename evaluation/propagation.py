@@ -100,9 +100,14 @@ def propagate(features: torch.Tensor, first_labels: torch.Tensor,
         index = all_indices[ends[t] - n_context:ends[t]]                                # [N] on the device
         aff = (feats[t] @ feats[index].reshape(-1, dim).T).view(hw, n_context, hw)      # [hw, N, hw] cosine
         aff[:, windowed:].masked_fill_(outside, float("-inf"))
-        # top-k of the cosines = top-k of cosine / T (T > 0); only the k kept values are divided
-        values, chosen = aff.view(hw, -1).topk(min(settings.topk, n_context * hw), dim=1)  # [hw, k]
-        weights = torch.softmax(values / settings.temperature, dim=1)
+        flat = aff.view(hw, -1)                                                         # [hw, N·hw]
+        # top-k of the cosines = top-k of cosine / T (T > 0); only the kept values are divided
+        values, chosen = flat.topk(min(settings.topk, n_context * hw), dim=1)            # [hw, k]
         context = labels[index].reshape(-1, n_classes)                                  # [N·hw, C]
-        labels[t] = torch.einsum("qk,qkc->qc", weights, context[chosen])                # [hw, C]
+        if settings.keep_ties:          # DINO: every affinity >= the k-th, however many tie with it
+            kept = torch.exp((flat - values[:, :1]) / settings.temperature) * (flat >= values[:, -1:])
+            labels[t] = (kept / kept.sum(dim=1, keepdim=True)) @ context                # [hw, C]
+        else:
+            weights = torch.softmax(values / settings.temperature, dim=1)
+            labels[t] = torch.einsum("qk,qkc->qc", weights, context[chosen])            # [hw, C]
         yield labels[t].T.reshape(n_classes, h, w)

@@ -13,7 +13,7 @@ cropmae: the evaluation code of CRW (ajabri/videowalk) as adapted to ViTs by Cro
     resize to the annotation's size. DAVIS at 480x880, JHMDB at 320x320 (Gaussians placed with int(),
     joints decoded from the top-5 cells), VIP with the long side at 880 and top-10.
 dino: DINO's eval_video_segmentation.py. Context = frame 0 + the 7 previous frames; a square window of
-    ±12 patches on every context frame; top-5; temperature 0.1; short side 480 with the long side
+    ±12 patches on every context frame; top-5 (with every affinity tied with the 5th); temperature 0.1; short side 480 with the long side
     floored to a multiple of 64, frames resized as 8-bit images, std 0.228 for red as in its script;
     the annotation downsampled to the grid by centre-sampled nearest (PIL's NEAREST); output bilinear
     to the input size, each label channel min-max normalised, argmax, centre-sampled nearest resize.
@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from evaluation.nearest import NEAREST_RULES
+from siammae_common.console import UserError
 from siammae_common.constants import IMAGENET_STD
 
 PROTOCOLS: tuple[str, ...] = ("cropmae", "dino")
@@ -50,6 +51,7 @@ class PropagationSettings:
     window: str = "circle"          # "circle": distance < radius (CRW/CropMAE); "square": |Δ| ≤ radius (DINO)
     window_on_first_frame: bool = False  # CRW/CropMAE leave the first frame unrestricted; DINO restricts it
     topk: int = 7                   # affinities kept per target patch, over all context frames jointly
+    keep_ties: bool = False         # also keep every affinity equal to the k-th (DINO thresholds at it)
     temperature: float = 0.7        # softmax(top-k cosine / temperature)
     labels_at_input_size: bool = True   # annotation resized ("nearest") to the input size before one-hot
     label_downsample: str = "bilinear"  # one-hot labels → feature grid: bilinear | nearest | nearest-centre | area
@@ -86,7 +88,7 @@ class PropagationSettings:
 
 _DINO: dict[str, Any] = {
     "queue": 7, "pad_first_frame": False, "radius": 12.0, "window": "square", "window_on_first_frame": True,
-    "topk": 5, "temperature": 0.1, "labels_at_input_size": False, "label_downsample": "nearest-centre",
+    "topk": 5, "keep_ties": True, "temperature": 0.1, "labels_at_input_size": False, "label_downsample": "nearest-centre",
     "norm_mask": True, "output_resize": "nearest-centre", "first_frame_output": "ground-truth",
     "short_side": 480, "long_side": None, "fixed_size": None, "size_multiple": 64, "resize_uint8": True,
     "input_std": (0.228, 0.224, 0.225),
@@ -132,12 +134,12 @@ def eval_size(height: int, width: int, settings: PropagationSettings, patch: int
     if settings.fixed_size is not None:
         h, w = settings.fixed_size
         if h % patch or w % patch:
-            raise ValueError(f"input size {h}x{w} is not divisible by the patch size {patch}")
+            raise UserError(f"input size {h}x{w} is not divisible by the patch size {patch}")
         return h, w
     if settings.long_side is not None:
         side = settings.long_side
         if side % patch:
-            raise ValueError(f"long side {side} is not divisible by the patch size {patch}")
+            raise UserError(f"long side {side} is not divisible by the patch size {patch}")
         # the other side as CropMAE computes it: other * long / side, floored
         return (side, floor(width * side / height)) if height >= width else (floor(height * side / width), side)
     if settings.short_side is None:

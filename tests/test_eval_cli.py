@@ -187,3 +187,9 @@ def test_score_on_protocol_size_is_an_explicit_recorded_option(synthetic_root: P
     assert code == 0 and again["J&F-Mean"] == metrics["J&F-Mean"] and again["score_on"] == "protocol-size"
     code, output = run("davis-score", "--davis-root", synthetic_root / "DAVIS", "--results", out)
     assert code == 2 and "48" in output                                       # native scoring: sizes differ
+
+
+def test_an_input_size_the_patch_does_not_divide_is_a_one_line_error(synthetic_root: Path, tmp_path: Path) -> None:
+    code, output = run("davis", "--davis-root", synthetic_root / "DAVIS", "--out", tmp_path / "o", "--pixels",
+                       "--size", "50x90", "--device", "cpu")
+    assert code == 2 and "50x90" in output and "patch size 16" in output and "Traceback" not in output

@@ -131,6 +131,25 @@ def test_padding_changes_the_first_targets_as_the_reference_does() -> None:
     assert step[1, 0, 0] < 0.5                                                 # one copy among 3 others
 
 
+@pytest.mark.parametrize("keep_ties", [True, False])
+def test_dino_keeps_every_affinity_tied_with_the_kth(keep_ties: bool) -> None:
+    # Target patch 0 of frame 1 matches patch 0 of frame 0 (cosine 1), then patches 1 and 2 exactly tied.
+    c = F.normalize(torch.tensor([1.0, 1.0]), dim=0)
+    feats = torch.zeros(2, 1, 4, 2)
+    feats[0, 0] = torch.stack([torch.tensor([1.0, 0.0]), c, c, torch.tensor([0.0, 1.0])])
+    feats[1, 0] = torch.tensor([1.0, 0.0])
+    first = torch.eye(4)[:3].reshape(3, 1, 4)                                  # patch p has label p (3: none)
+    settings = protocol_settings("dino", topk=2, keep_ties=keep_ties)
+    (step,) = propagate(feats, first, settings)
+    e1, ec = math.exp(1 / 0.1), math.exp(float(c[0]) / 0.1)
+    if keep_ties:                                                              # 3 kept: 1, c, c
+        expected = torch.tensor([e1, ec, ec]) / (e1 + 2 * ec)
+        assert torch.allclose(step[:, 0, 0], expected, atol=1e-6)
+    else:                                                                      # exactly 2 kept
+        assert step[0, 0, 0] == pytest.approx(e1 / (e1 + ec), abs=1e-6)
+        assert float(step[1:, 0, 0].max()) == pytest.approx(ec / (e1 + ec), abs=1e-6)
+
+
 def test_windows_circle_is_strict_and_square_is_inclusive() -> None:
     circle = window_mask(5, 5, PropagationSettings(radius=2, window="circle"), "cpu").reshape(5, 5, 5, 5)
     square = window_mask(5, 5, PropagationSettings(radius=2, window="square"), "cpu").reshape(5, 5, 5, 5)

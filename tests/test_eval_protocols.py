@@ -30,7 +30,7 @@ def test_protocols_fix_the_reference_settings() -> None:
             dino.temperature) == (7, False, 12.0, "square", True, 5, 0.1)
     assert (dino.label_downsample, dino.norm_mask, dino.output_resize, dino.short_side, dino.size_multiple) == \
         ("nearest-centre", True, "nearest-centre", 480, 64)
-    assert dino.input_std[0] == 0.228 and dino.resize_uint8
+    assert dino.input_std[0] == 0.228 and dino.resize_uint8 and dino.keep_ties and not cropmae.keep_ties
     assert protocol_settings("dino", topk=9).topk == 9 and protocol_settings("dino", topk=9).protocol == "dino"
     assert set(PROTOCOLS) == {"cropmae", "dino"}
     assert "protocol" in cropmae.to_dict() and cropmae.to_dict()["temperature"] == 0.7
