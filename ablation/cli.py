@@ -10,8 +10,8 @@ import click
 from ablation.grid import Schedule, build_grid
 from ablation.report import render_report
 from ablation.runner import AblationSetup, load_results, run_grid
-from evaluation.compare import COMPARE_SETTINGS
 from evaluation.report import write_text_atomic
+from evaluation.settings import DEFAULT_PROTOCOL, PROTOCOLS, PropagationSettings, protocol_settings
 from pipeline.shard_format import MANIFEST_NAME
 from siammae_common.console import UserError, info
 
@@ -26,6 +26,20 @@ def _snapshots(value: str) -> tuple[int, ...]:
     if not epochs or epochs[0] < 1:
         raise click.BadParameter(f"{value!r}: epochs must be positive")
     return epochs
+
+
+def _eval_settings(protocol: str, eval_size: str | None) -> PropagationSettings:
+    if eval_size is None:
+        return protocol_settings(protocol)
+    sizes = {"short_side": None, "long_side": None, "fixed_size": None}
+    if eval_size.lower() == "native":
+        return protocol_settings(protocol, **sizes, size_multiple=16)
+    try:
+        h, w = (int(v) for v in eval_size.lower().split("x"))
+        return protocol_settings(protocol, **{**sizes, "fixed_size": (h, w)})
+    except ValueError as err:
+        raise click.BadParameter(f"{eval_size!r}: expected HxW (multiples of the patch size) or 'native' ({err})",
+                                 param_hint="--eval-size") from None
 
 
 @click.command(context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
@@ -49,12 +63,14 @@ def _snapshots(value: str) -> tuple[int, ...]:
 @click.option("--seed", type=int, default=DEFAULT.seed, help="Base seed; each run derives its own from it.")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", help="Training device.")
 @click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", help="Pair loader.")
-@click.option("--eval-short-side", type=int, default=None,
-              help="Resize DAVIS frames to this short side for propagation (default: their own size).")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL,
+              help="Label-propagation protocol of every evaluation (as siammae-eval --protocol).")
+@click.option("--eval-size", default=None,
+              help="Propagation input size: HxW, or 'native' (frames' own size, floored to 16) [default: the "
+                   "protocol's].")
 def main(shards: Path, davis_root: Path, out: Path, grid: str, model: str, input_size: int, batch_size: int,
          epochs: int, epoch_snapshots: str, pairs_per_clip: int, blr: float, warmup_epochs: float, seed: int,
-         device: str, loader: str,
-         eval_short_side: int | None) -> None:
+         device: str, loader: str, protocol: str, eval_size: str | None) -> None:
     """Train every configuration of a grid, evaluate each checkpoint by label propagation on DAVIS,
     and write OUT/results.json and OUT/report.md. Rerunning continues where it stopped: finished
     runs are not retrained and finished evaluations are not repeated."""
@@ -65,7 +81,7 @@ def main(shards: Path, davis_root: Path, out: Path, grid: str, model: str, input
     schedule = Schedule(model=model, input_size=input_size, batch_size=batch_size, epochs=epochs,
                         epoch_snapshots=_snapshots(epoch_snapshots), pairs_per_clip=pairs_per_clip, blr=blr,
                         warmup_epochs=warmup_epochs, seed=seed)
-    settings = dataclasses.replace(COMPARE_SETTINGS, short_side=eval_short_side) if eval_short_side else COMPARE_SETTINGS
+    settings = _eval_settings(protocol, eval_size)
     setup = AblationSetup(shards=shards, davis_root=davis_root, out=out, schedule=schedule, settings=settings,
                           device=device, loader=loader)
     runs = build_grid(grid, schedule)  # type: ignore[arg-type]

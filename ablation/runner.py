@@ -11,7 +11,8 @@ from pathlib import Path
 from ablation.figures import latest_reconstruction, loss_curve
 from ablation.grid import AblationRun, Schedule
 from evaluation.compare import write_overlay
-from evaluation.davis import open_davis, run_davis
+from evaluation.davis import run_davis
+from evaluation.davis_io import open_davis
 from evaluation.features import FeatureExtractor, PixelFeatures, checkpoint_features, random_init_features
 from evaluation.propagation import PropagationSettings
 from evaluation.report import write_json_atomic

@@ -11,28 +11,31 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.davis import open_davis, read_frame, read_id_png, run_davis
+from evaluation.davis import run_davis
+from evaluation.davis_io import open_davis, read_frame, read_id_png
 from evaluation.features import PixelFeatures, checkpoint_features, random_init_features
-from evaluation.propagation import PropagationSettings
+from evaluation.nearest import resize_ids
 from evaluation.report import (
     comparison_table,
     davis_global_table,
     davis_sequence_table,
     overlay,
     overlay_figure,
+    settings_line,
     write_json_atomic,
     write_text_atomic,
 )
-
-# The synthetic frames are small (428x240): evaluate at their own size, floored to the patch size.
-COMPARE_SETTINGS = PropagationSettings(short_side=None, size_multiple=16)
+from evaluation.settings import PropagationSettings, protocol_settings
 
 
 def compare_on_davis(checkpoint: Path, davis_root: Path, out_dir: Path,
-                     settings: PropagationSettings = COMPARE_SETTINGS, seed: int = 0,
+                     settings: PropagationSettings | None = None, seed: int = 0,
                      pixel_mode: str = "flatten", subset: str = "val", resolution: str = "480p",
-                     sequences: Sequence[str] | None = None) -> dict:
-    """Evaluate the three extractors with the same settings; returns {name: davis metrics}."""
+                     sequences: Sequence[str] | None = None, score_on: str = "native",
+                     workers: int | None = None) -> dict:
+    """Evaluate the three extractors with the same settings (default: the default protocol's);
+    returns {name: davis metrics}."""
+    settings = settings or protocol_settings()
     out_dir = Path(out_dir)
     trained = checkpoint_features(checkpoint, settings.device)
     extractors = [trained,
@@ -41,7 +44,8 @@ def compare_on_davis(checkpoint: Path, davis_root: Path, out_dir: Path,
     results: dict[str, dict] = {}
     for extractor in extractors:
         name = "pixels" if isinstance(extractor, PixelFeatures) else extractor.name
-        metrics = run_davis(extractor, davis_root, out_dir / name, settings, subset, resolution, sequences)
+        metrics = run_davis(extractor, davis_root, out_dir / name, settings, subset, resolution, sequences,
+                            score_on=score_on, workers=workers)
         metrics["checkpoint"] = str(checkpoint) if name == "trained" else None
         if name == "random_init":
             metrics["seed"] = seed
@@ -60,19 +64,19 @@ def write_overlay(seq, result_dirs: dict[str, Path], path: Path, n_columns: int 
     picks = np.linspace(0, len(seq.frames) - 1, n_columns).round().astype(int)
     frames = [read_frame(seq.frames[i]) for i in picks]
     rows = {"ground truth": [overlay(f, read_id_png(seq.masks[i])) for f, i in zip(frames, picks)]}
-    for name, folder in result_dirs.items():
-        rows[name] = [overlay(f, read_id_png(folder / seq.name / f"{seq.frames[i].stem}.png"))
-                      for f, i in zip(frames, picks)]
+    for name, folder in result_dirs.items():    # results at the protocol's size are shown at the frame's
+        rows[name] = [overlay(f, resize_ids(read_id_png(folder / seq.name / f"{seq.frames[i].stem}.png"),
+                                            f.shape[:2], "nearest")) for f, i in zip(frames, picks)]
     overlay_figure(path, rows, captions=[f"frame {i}" for i in picks])
 
 
 def compare_report(results: dict[str, dict], figure: str, sequence: str) -> str:
     """The markdown report: the comparison table, each extractor's global and per-sequence tables, settings."""
-    settings = next(iter(results.values()))["settings"]
+    first = next(iter(results.values()))
     parts = ["# Label propagation on DAVIS: trained vs random init vs pixels", "",
              comparison_table(results), "",
              f"![propagated masks, sequence {sequence}]({figure})", "",
-             "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()), ""]
+             settings_line(first), ""]
     for name, metrics in results.items():
         parts += [f"## {name}", "", davis_global_table(metrics), "", davis_sequence_table(metrics), ""]
     return "\n".join(parts)

@@ -1,210 +1,74 @@
-"""DAVIS-2017 layout: read frames and id-PNG annotations, write palette result PNGs, score a results folder.
+"""DAVIS-2017 semi-supervised VOS by label propagation: write `OUT/<seq>/<frame>.png`, then score them.
 
-Layout (as davis2017-evaluation reads it): `DAVIS/JPEGImages/<res>/<seq>/*.jpg`,
-`DAVIS/Annotations/<res>/<seq>/*.png` (palette PNGs, value = object id, 255 = void),
-`DAVIS/ImageSets/2017/<subset>.txt`; results `RESULTS/<seq>/<frame>.png`, same size, ids as values.
+Frames are decoded in a thread pool one sequence ahead and PNGs written in the background
+(evaluation.frames), so disk work overlaps the encoder and the propagation.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from evaluation.davis_metrics import ObjectScore, score_sequence, summarise
+from evaluation.davis_io import VOID_ID, DavisSequence, open_davis, read_frame, read_id_png
+from evaluation.davis_score import SCORE_ON, score_results
 from evaluation.features import FeatureExtractor
-from evaluation.propagation import (
-    PropagationSettings,
-    downsample_labels,
-    extract_features,
-    propagate,
-    upsample_argmax,
-)
-from siammae_common.console import UserError, progress, warn
-
-VOID_ID = 255
+from evaluation.frames import IoPool
+from evaluation.segmentation import annotation_resize_rule, propagate_ids
+from evaluation.settings import PropagationSettings
+from siammae_common.console import UserError, progress
 
 
-def pascal_palette(n: int = 256) -> list[int]:
-    """The Pascal-VOC colour map used by DAVIS annotations (id k → its bit-interleaved RGB), flat [3n]."""
-    palette = []
-    for index in range(n):
-        r = g = b = 0
-        c = index
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-PALETTE = pascal_palette()
-
-
-@dataclass(frozen=True)
-class DavisSequence:
-    """One sequence: its sorted frame JPEGs and annotation PNGs."""
-
-    name: str
-    frames: tuple[Path, ...]
-    masks: tuple[Path, ...]
-
-    @property
-    def frame_ids(self) -> list[str]:
-        """Frame names without extension ('00000', ...), from the annotations as the official code takes them."""
-        return [p.stem for p in self.masks]
-
-
-def listed_names(chosen: Sequence[str] | None, list_file: Path, folder: Path, what: str) -> list[str]:
-    """The names asked for, else the lines of a benchmark's list file, else every sub-folder (warned)."""
-    if chosen:
-        return list(chosen)
-    if list_file.is_file():
-        return [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    warn(f"{list_file} not found; using all {len(names)} {what} under {folder}")
-    return names
-
-
-def open_davis(root: Path, subset: str = "val", resolution: str = "480p",
-               sequences: Sequence[str] | None = None) -> list[DavisSequence]:
-    """The sequences of a DAVIS folder: those named, else `ImageSets/2017/<subset>.txt`, else every folder."""
-    root = Path(root)
-    images_dir = root / "JPEGImages" / resolution
-    masks_dir = root / "Annotations" / resolution
-    for folder in (root, images_dir, masks_dir):
-        if not folder.is_dir():
-            raise UserError(f"{folder}: no such folder (expected the DAVIS-2017 layout with resolution '{resolution}')")
-    names = listed_names(sequences, root / "ImageSets" / "2017" / f"{subset}.txt", images_dir, "sequences")
-    out = []
-    for name in names:
-        frames = tuple(sorted((images_dir / name).glob("*.jpg")))
-        masks = tuple(sorted((masks_dir / name).glob("*.png")))
-        if not frames:
-            raise UserError(f"{images_dir / name}: sequence '{name}' has no JPEG frames")
-        if not masks:
-            raise UserError(f"{masks_dir / name}: sequence '{name}' has no annotation PNGs")
-        out.append(DavisSequence(name, frames, masks))
-    if not out:
-        raise UserError(f"{root}: no sequences to evaluate")
-    return out
-
-
-def read_id_png(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """An id map [H, W] uint8 from a single-channel PNG (palette 'P' or grayscale 'L'); checks the size."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: missing")
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            ids = np.array(image)
-    except OSError as err:
-        raise UserError(f"{path}: not a readable PNG ({err})") from err
-    if mode not in ("P", "L"):
-        raise UserError(f"{path}: a {mode} image; expected a single-channel indexed (palette) PNG of object ids")
-    if shape is not None and ids.shape != tuple(shape):
-        raise UserError(f"{path}: size {ids.shape[1]}x{ids.shape[0]}, expected {shape[1]}x{shape[0]} "
-                        "(the annotation's size)")
-    return ids
-
-
-def write_id_png(path: Path, ids: np.ndarray) -> None:
-    """Write an id map [H, W] as a palette PNG (atomically: temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="P")
-    image.putpalette(PALETTE)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def read_frame(path: Path) -> np.ndarray:
-    """An RGB frame [H, W, 3] uint8."""
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except OSError as err:
-        raise UserError(f"{path}: not a readable image ({err})") from err
-
-
-def read_annotations(seq: DavisSequence) -> tuple[np.ndarray, int]:
-    """GT ids [T, H, W] uint8 with void (255) set to background, and the object count of the first frame."""
-    if len(seq.masks) != len(seq.frames):
-        raise UserError(f"{seq.masks[0].parent}: {len(seq.masks)} annotation PNGs for {len(seq.frames)} frames")
-    first = read_id_png(seq.masks[0])
-    masks = np.stack([first] + [read_id_png(p, first.shape) for p in seq.masks[1:]])
-    masks[masks == VOID_ID] = 0
-    return masks, int(masks[0].max())
-
-
-def read_results(results_dir: Path, seq: DavisSequence, frame_ids: Sequence[str],
-                 shape: tuple[int, int], n_objects: int) -> np.ndarray:
-    """Result ids [T, H, W] for the given frames; every file must exist, match `shape`, use ids ≤ n_objects."""
-    folder = Path(results_dir) / seq.name
-    if not folder.is_dir():
-        raise UserError(f"{folder}: missing results for sequence '{seq.name}'")
-    out = np.zeros((len(frame_ids), *shape), dtype=np.uint8)
-    for i, frame_id in enumerate(frame_ids):
-        path = folder / f"{frame_id}.png"
-        ids = read_id_png(path, shape)
-        if ids.max() > n_objects:
-            raise UserError(f"{path}: object id {int(ids.max())} but the sequence has {n_objects} object(s) "
-                            "in its first annotated frame")
-        out[i] = ids
-    return out
-
-
-def propagate_sequence(extractor: FeatureExtractor, seq: DavisSequence,
-                       settings: PropagationSettings) -> Iterator[tuple[str, np.ndarray]]:
-    """(frame id, predicted ids [H, W] at the original size) for every frame; frame 0 is its ground truth."""
+def first_annotation(seq: DavisSequence) -> np.ndarray:
+    """Frame 0's ids [H, W] with void (255) as background, as the official toolkit reads it."""
     first = read_id_png(seq.masks[0])
     first[first == VOID_ID] = 0
-    frames = np.stack([read_frame(p) for p in seq.frames])
+    return first
+
+
+def propagate_sequence(extractor: FeatureExtractor, seq: DavisSequence, settings: PropagationSettings,
+                       frames: np.ndarray | None = None,
+                       at_input_size: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+    """(frame id, predicted ids [H, W] uint8 on settings.device) for every frame of the sequence.
+
+    frames: the decoded frames [T, H, W, 3] if already read. Maps are at the annotation's size, or at
+    the protocol's input size with at_input_size.
+    """
+    first = first_annotation(seq)
+    if frames is None:
+        frames = np.stack([read_frame(p) for p in seq.frames])
     if frames.shape[1:3] != first.shape:
         raise UserError(f"{seq.frames[0]}: frame size {frames.shape[2]}x{frames.shape[1]} differs from its "
                         f"annotation's {first.shape[1]}x{first.shape[0]}")
-    onehot = torch.from_numpy(np.eye(int(first.max()) + 1, dtype=np.float32)[first]).permute(2, 0, 1)  # [C, H, W]
-    features = extract_features(extractor, frames, settings, desc=seq.name)                            # [T, h, w, D]
-    labels = downsample_labels(onehot, tuple(features.shape[1:3]), settings.label_downsample)
     names = [p.stem for p in seq.frames]
-    yield names[0], first
-    for t, soft in enumerate(propagate(features, labels, settings), start=1):
-        yield names[t], upsample_argmax(soft, first.shape)
+    maps = propagate_ids(extractor, frames, first, int(first.max()) + 1, settings, at_input_size, desc=seq.name)
+    yield from zip(names, maps)
 
 
 def run_davis(extractor: FeatureExtractor, davis_root: Path, out_dir: Path, settings: PropagationSettings,
-              subset: str = "val", resolution: str = "480p", sequences: Sequence[str] | None = None) -> dict:
-    """Propagate every sequence, write `OUT/<seq>/<frame>.png` and score them; returns the metrics dict."""
+              subset: str = "val", resolution: str = "480p", sequences: Sequence[str] | None = None,
+              score_on: str = "native", workers: int | None = None) -> dict:
+    """Propagate every sequence, write `OUT/<seq>/<frame>.png` and score them; returns the metrics dict.
+
+    score_on "native": results at each sequence's own size, scored against the annotations as the
+    official toolkit does; "protocol-size": results at the protocol's input size, scored against the
+    annotations resized to it (CropMAE-style tables). workers: scoring processes (default: all cores).
+    """
+    if score_on not in SCORE_ON:
+        raise ValueError(f"score_on {score_on!r}: expected one of {', '.join(SCORE_ON)}")
     out_dir = Path(out_dir)
     chosen = open_davis(davis_root, subset, resolution, sequences)
-    for seq in progress(chosen, desc=f"davis {extractor.name}", unit="seq"):
-        for frame_id, ids in propagate_sequence(extractor, seq, settings):
-            write_id_png(out_dir / seq.name / f"{frame_id}.png", ids)
-    scores = score_results(davis_root, out_dir, subset, resolution, [s.name for s in chosen])
-    return {"features": extractor.name, "settings": settings.to_dict(), **scores}
-
-
-def score_results(davis_root: Path, results_dir: Path, subset: str = "val", resolution: str = "480p",
-                  sequences: Sequence[str] | None = None) -> dict:
-    """The official semi-supervised numbers for a results folder (first and last frames excluded)."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise UserError(f"{results_dir}: no such results folder")
-    per_object: dict[str, ObjectScore] = {}
-    for seq in progress(open_davis(davis_root, subset, resolution, sequences), desc="davis-score", unit="seq"):
-        gt, n_objects = read_annotations(seq)
-        gt, frame_ids = gt[1:-1], seq.frame_ids[1:-1]
-        results = read_results(results_dir, seq, frame_ids, gt.shape[1:], n_objects)
-        j, f = score_sequence(gt, results, n_objects)
-        for k in range(n_objects):
-            per_object[f"{seq.name}_{k + 1}"] = ObjectScore(j[k], f[k])
-    return summarise(per_object)
+    with IoPool() as io:
+        pending = io.read_frames(chosen[0].frames, read_frame)
+        for k, seq in enumerate(progress(chosen, desc=f"davis {extractor.name}", unit="seq")):
+            frames = pending.result()
+            if k + 1 < len(chosen):                         # decode the next sequence while this one runs
+                pending = io.read_frames(chosen[k + 1].frames, read_frame)
+            for frame_id, ids in propagate_sequence(extractor, seq, settings, frames, score_on != "native"):
+                io.write_ids(out_dir / seq.name / f"{frame_id}.png", ids)
+    scores = score_results(davis_root, out_dir, subset, resolution, [s.name for s in chosen], score_on=score_on,
+                           annotation_resize=annotation_resize_rule(settings), workers=workers)
+    return {"features": extractor.name, "protocol": settings.protocol, "score_on": score_on,
+            "settings": settings.to_dict(), **scores}

@@ -16,16 +16,16 @@ import numpy as np
 import scipy.io
 import torch
 
-from evaluation.davis import read_frame
+from evaluation.davis_io import read_frame
 from evaluation.features import FeatureExtractor
-from evaluation.propagation import PropagationSettings, extract_features, propagate
+from evaluation.propagation import extract_features, propagate
+from evaluation.settings import PropagationSettings, eval_size, protocol_settings
 from siammae_common.console import UserError, progress, warn
 
 JOINTS = ("neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip", "left_hip", "right_elbow",
           "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist", "right_ankle", "left_ankle")
-DEFAULT_SETTINGS = PropagationSettings(short_side=None, fixed_size=(320, 320))
+DEFAULT_SETTINGS = protocol_settings(task="jhmdb")
 SIGMA = 0.5          # Gaussian σ in feature cells
-DECODE_TOPK = 5      # cells averaged per joint when decoding (CropMAE; CRW uses 3)
 THRESHOLDS = (0.1, 0.2)
 
 
@@ -86,13 +86,18 @@ def open_jhmdb(root: Path, split: int = 1, videos: Sequence[str] | None = None) 
     return out
 
 
-def gaussian_maps(points: np.ndarray, grid: tuple[int, int], sigma: float = SIGMA) -> np.ndarray:
+def gaussian_maps(points: np.ndarray, grid: tuple[int, int], sigma: float = SIGMA,
+                  placement: str = "int") -> np.ndarray:
     """Label maps [J + 1, h, w]: background channel (1 where no joint reaches) + one Gaussian per joint.
 
     points: [2, J] in feature cells. Each Gaussian (peak 1, unnormalised) fills a (6σ + 1)-cell square
-    whose corner is floor(p − 3σ), peaking at corner + size // 2 (pose-hg-train's draw_labelmap; CRW's port
-    truncates with int(), which moves the peak by a cell for points within 3σ of the top or left edge).
+    whose corner is p − 3σ rounded by `placement`, peaking at corner + size // 2 (pose-hg-train's
+    draw_labelmap). "int" truncates toward zero as CRW's and CropMAE's port does (a point within 3σ of
+    the top or left edge moves a cell); "floor" is the original's rounding.
     """
+    if placement not in ("int", "floor"):
+        raise ValueError(f"placement {placement!r}: expected 'int' or 'floor'")
+    corner = int if placement == "int" else math.floor
     h, w = grid
     size = int(6 * sigma + 1)
     centre = size // 2
@@ -100,8 +105,8 @@ def gaussian_maps(points: np.ndarray, grid: tuple[int, int], sigma: float = SIGM
     g = np.exp(-((offs[None, :] - centre) ** 2 + (offs[:, None] - centre) ** 2) / (2 * sigma**2))
     maps = np.zeros((points.shape[1], h, w))
     for j, (x, y) in enumerate(points.T):
-        x0, y0 = math.floor(x - 3 * sigma), math.floor(y - 3 * sigma)
-        x1, y1 = math.floor(x + 3 * sigma + 1), math.floor(y + 3 * sigma + 1)
+        x0, y0 = corner(x - 3 * sigma), corner(y - 3 * sigma)
+        x1, y1 = corner(x + 3 * sigma + 1), corner(y + 3 * sigma + 1)
         if x0 >= w or y0 >= h or x1 < 0 or y1 < 0:
             continue
         gx, gy = slice(max(0, -x0), min(x1, w) - x0), slice(max(0, -y0), min(y1, h) - y0)
@@ -110,7 +115,7 @@ def gaussian_maps(points: np.ndarray, grid: tuple[int, int], sigma: float = SIGM
     return np.concatenate([background, maps])
 
 
-def decode_joints(labels: torch.Tensor, topk: int = DECODE_TOPK) -> np.ndarray:
+def decode_joints(labels: torch.Tensor, topk: int = 5) -> np.ndarray:
     """Soft maps [J + 1, h, w] (background first) → joint cells [2, J] (x, y); −1 where a map is all zero."""
     maps = labels[1:].flatten(1).float()                                    # [J, h·w]
     w = labels.shape[-1]
@@ -153,12 +158,15 @@ def propagate_video(extractor: FeatureExtractor, video: JhmdbVideo, settings: Pr
     height, width = frames.shape[1:3]
     features = extract_features(extractor, frames, settings, desc=video.name)      # [T, h, w, D]
     h, w = features.shape[1:3]
-    cells = video.joints[:, :, 0] * np.array([[w / width], [h / height]])
-    first = torch.from_numpy(gaussian_maps(cells, (h, w))).float()
+    size = eval_size(height, width, settings, extractor.patch_size)
+    # pixels → feature cells in CRW's order of operations: x · new_w / ori_w / stride
+    cells = np.stack([video.joints[0, :, 0] * size[1] / width / (size[1] / w),
+                      video.joints[1, :, 0] * size[0] / height / (size[0] / h)])
+    first = torch.from_numpy(gaussian_maps(cells, (h, w), placement=settings.pose_placement)).float()
     pred = np.empty_like(video.joints)
     pred[:, :, 0] = video.joints[:, :, 0]
     for t, soft in enumerate(propagate(features, first, settings), start=1):
-        xy = decode_joints(soft)
+        xy = decode_joints(soft, settings.pose_topk)
         visible = xy[0] >= 0
         pred[0, :, t] = np.where(visible, xy[0] / w * width, -1.0)
         pred[1, :, t] = np.where(visible, xy[1] / h * height, -1.0)
@@ -178,7 +186,8 @@ def run_jhmdb(extractor: FeatureExtractor, root: Path, out_dir: Path | None, set
             np.save(target, pred)
         for j, d in enumerate(pck_distances(pred, video.joints)):
             per_joint[j].extend(d)
-    metrics: dict = {"features": extractor.name, "settings": settings.to_dict(), "videos": len(chosen)}
+    metrics: dict = {"features": extractor.name, "protocol": settings.protocol, "settings": settings.to_dict(),
+                     "videos": len(chosen)}
     names = JOINTS if len(per_joint) == len(JOINTS) else [f"joint{j}" for j in range(len(per_joint))]
     metrics["per_joint"] = {name: {} for name in names}
     for threshold in THRESHOLDS:

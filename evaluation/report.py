@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from evaluation.davis import PALETTE
+from evaluation.davis_io import PALETTE
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -65,6 +65,14 @@ def davis_sequence_table(metrics: Mapping) -> str:
         f = float(np.mean([o[2] for o in objs]))
         lines.append(f"| {seq} | {len(objs)} | {_fmt(j)} | {_fmt(f)} | {_fmt((j + f) / 2)} |")
     return "\n".join(lines)
+
+
+def settings_line(metrics: Mapping) -> str:
+    """One markdown line naming the protocol, where the scores were computed, and every setting."""
+    settings = metrics.get("settings", {})
+    where = f", scored at {metrics['score_on']} size" if "score_on" in metrics else ""
+    return (f"Protocol: {metrics.get('protocol', settings.get('protocol', '?'))}{where}. Settings: "
+            + ", ".join(f"{k}={v}" for k, v in settings.items()))
 
 
 def comparison_table(results: Mapping[str, Mapping[str, float]],

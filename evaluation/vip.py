@@ -9,27 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from evaluation.davis import listed_names, read_frame, read_id_png, write_id_png
+from evaluation.davis_io import listed_names, read_frame, read_id_png
 from evaluation.features import FeatureExtractor
-from evaluation.propagation import (
-    PropagationSettings,
-    downsample_labels,
-    extract_features,
-    propagate,
-    upsample_argmax,
-)
+from evaluation.frames import IoPool
+from evaluation.segmentation import propagate_ids
+from evaluation.settings import PropagationSettings, protocol_settings
 from siammae_common.console import UserError, progress
 
 N_CLASSES = 20
 CLASSES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
            "gloves", "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg", "left-leg",
            "right-shoe", "left-shoe")
-DEFAULT_SETTINGS = PropagationSettings(topk=10, short_side=None, long_side=880)
+DEFAULT_SETTINGS = protocol_settings(task="vip")
 
 
 @dataclass(frozen=True)
@@ -76,29 +72,30 @@ def miou(hist: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.nanmean(iou)), iou
 
 
+def _frame_confusion(label_path: Path, shape: tuple[int, int], pred: np.ndarray) -> np.ndarray:
+    return confusion(read_id_png(label_path, shape), pred)
+
+
 def run_vip(extractor: FeatureExtractor, root: Path, out_dir: Path | None, settings: PropagationSettings,
             videos: Sequence[str] | None = None) -> dict:
-    """Propagate every video; one confusion matrix over all annotated frames (the first included)."""
+    """Propagate every video; one confusion matrix over all annotated frames (the first included,
+    as the protocol outputs it: its ground truth, or its labels' round trip through the grid)."""
     hist = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
     chosen = open_vip(root, videos)
-    for video in progress(chosen, desc=f"vip {extractor.name}", unit="video"):
-        first = read_id_png(video.labels[0]).astype(np.int64)
-        frames = np.stack([read_frame(p) for p in video.frames])
-        if frames.shape[1:3] != first.shape:
-            raise UserError(f"{video.labels[0]}: size differs from its frame {video.frames[0]}")
-        onehot = torch.zeros(N_CLASSES, *first.shape)
-        valid = first < N_CLASSES
-        ys, xs = np.nonzero(valid)
-        onehot[first[valid], ys, xs] = 1.0                                               # [C, H, W]
-        features = extract_features(extractor, frames, settings, desc=video.name)
-        soft = downsample_labels(onehot, tuple(features.shape[1:3]), settings.label_downsample)
-        predictions = [np.where(valid, first, 0).astype(np.uint8)]
-        predictions += [upsample_argmax(s, first.shape) for s in propagate(features, soft, settings)]
-        for frame, label_path, pred in zip(video.frames, video.labels, predictions):
-            if out_dir is not None:
-                write_id_png(Path(out_dir) / video.name / f"{frame.stem}.png", pred)
-            if label_path is not None:
-                hist += confusion(read_id_png(label_path, first.shape), pred)
+    with IoPool() as io:
+        for video in progress(chosen, desc=f"vip {extractor.name}", unit="video"):
+            first = read_id_png(video.labels[0])
+            frames = io.read_frames(video.frames, read_frame).result()
+            if frames.shape[1:3] != first.shape:
+                raise UserError(f"{video.labels[0]}: size differs from its frame {video.frames[0]}")
+            maps = propagate_ids(extractor, frames, first, N_CLASSES, settings, desc=video.name)
+            counts = []                                     # confusion of each annotated frame, in the pool
+            for frame, label_path, ids in zip(video.frames, video.labels, maps):
+                if out_dir is not None:
+                    io.write_ids(Path(out_dir) / video.name / f"{frame.stem}.png", ids)
+                if label_path is not None:
+                    counts.append(io.submit(ids, partial(_frame_confusion, label_path, first.shape)))
+            hist += sum(c.result() for c in counts)
     mean, per_class = miou(hist)
-    return {"features": extractor.name, "settings": settings.to_dict(), "videos": len(chosen), "mIoU": mean,
-            "per_class": {name: float(v) for name, v in zip(CLASSES, per_class)}}
+    return {"features": extractor.name, "protocol": settings.protocol, "settings": settings.to_dict(),
+            "videos": len(chosen), "mIoU": mean, "per_class": {name: float(v) for name, v in zip(CLASSES, per_class)}}

@@ -61,7 +61,8 @@ def _ablate(synthetic_root: Path, synthetic_shards: Path, out: Path, grid: str) 
             "--davis-root", str(synthetic_root / "DAVIS"), "--out", str(out), "--grid", grid,
             "--model", "vit_micro_patch16", "--input-size", str(FAST.input_size),
             "--batch-size", str(FAST.batch_size), "--pairs-per-clip", str(FAST.pairs_per_clip),
-            "--epochs", str(FAST.epochs), "--epoch-snapshots", "1,2", "--device", "cpu"]
+            "--epochs", str(FAST.epochs), "--epoch-snapshots", "1,2", "--device", "cpu",
+            "--eval-size", "64x96"]                 # the default protocol at the tiny frames' own size
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -76,6 +77,7 @@ def test_epochs_grid_runs_end_to_end_and_resumes_without_retraining(synthetic_ro
     assert set(scores) == {"1", "2"}
     assert all(0.0 <= s["J&F-Mean"] <= 1.0 for s in scores.values())
     assert set(results["baselines"]) == {"random_init", "pixels"}
+    assert results["propagation"]["protocol"] == "cropmae" and results["propagation"]["fixed_size"] == [64, 96]
     report = (out / "report.md").read_text()
     assert "Table 1" in report and f"{100 * scores['2']['J&F-Mean']:.1f}" in report
     for figure in results["runs"][run_name]["figures"].values():

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from evaluation.cli import main
-from evaluation.davis import open_davis, read_id_png, write_id_png
+from evaluation.davis_io import open_davis, read_id_png, write_id_png
 
 TINY = ["--short-side", "native", "--size-multiple", "8", "--device", "cpu"]
 
@@ -153,3 +153,43 @@ def test_jhmdb_and_vip_commands_run(synthetic_root: Path, tmp_path: Path) -> Non
     code, output = run("vip", "--vip-root", synthetic_root / "VIP", "--out", tmp_path / "v", "--pixels",
                        "--patch-size", "8", "--long-side", "96", "--size-multiple", "8", "--device", "cpu")
     assert code == 0 and "mIoU" in output, output
+
+
+def test_protocol_and_every_setting_are_recorded(synthetic_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dino"
+    code, output = run("davis", "--davis-root", synthetic_root / "DAVIS", "--out", out, "--pixels",
+                       "--patch-size", "8", "--protocol", "dino", *TINY)
+    assert code == 0, output
+    metrics = json.loads((out / "metrics.json").read_text())
+    settings = metrics["settings"]
+    assert metrics["protocol"] == settings["protocol"] == "dino" and metrics["score_on"] == "native"
+    assert (settings["window"], settings["queue"], settings["norm_mask"], settings["short_side"]) == \
+        ("square", 7, True, None)                                             # TINY overrides only the size
+    report = (out / "report.md").read_text()
+    assert "Protocol: dino" in report and "temperature=0.1" in report and "label_downsample=nearest-centre" in report
+    code, output = run("davis", "--davis-root", synthetic_root / "DAVIS", "--out", out, "--pixels",
+                       "--protocol", "mae", *TINY)
+    assert code == 2 and "mae" in output
+
+
+def test_score_on_protocol_size_is_an_explicit_recorded_option(synthetic_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small"
+    code, output = run("davis", "--davis-root", synthetic_root / "DAVIS", "--out", out, "--pixels",
+                       "--patch-size", "8", "--size", "48x80", "--score-on", "protocol-size", "--device", "cpu")
+    assert code == 0, output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["score_on"] == "protocol-size" and metrics["settings"]["fixed_size"] == [48, 80]
+    path, _ = middle_frame(synthetic_root, out)
+    assert read_id_png(path).shape == (48, 80)
+    code, output = run("davis-score", "--davis-root", synthetic_root / "DAVIS", "--results", out,
+                       "--score-on", "protocol-size", "--json", tmp_path / "again.json")
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert code == 0 and again["J&F-Mean"] == metrics["J&F-Mean"] and again["score_on"] == "protocol-size"
+    code, output = run("davis-score", "--davis-root", synthetic_root / "DAVIS", "--results", out)
+    assert code == 2 and "48" in output                                       # native scoring: sizes differ
+
+
+def test_an_input_size_the_patch_does_not_divide_is_a_one_line_error(synthetic_root: Path, tmp_path: Path) -> None:
+    code, output = run("davis", "--davis-root", synthetic_root / "DAVIS", "--out", tmp_path / "o", "--pixels",
+                       "--size", "50x90", "--device", "cpu")
+    assert code == 2 and "50x90" in output and "patch size 16" in output and "Traceback" not in output

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.davis import PALETTE, score_results
+from evaluation.davis_io import PALETTE
 from evaluation.davis_metrics import (
     boundary_radius,
     db_eval_boundary,
@@ -18,6 +18,7 @@ from evaluation.davis_metrics import (
     score_sequence,
     seg2bmap,
 )
+from evaluation.davis_score import score_results
 
 
 def square(shape: tuple[int, int], top: int, left: int, size: int) -> np.ndarray:

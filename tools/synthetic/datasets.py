@@ -15,7 +15,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from evaluation.davis import write_id_png
+from evaluation.davis_io import write_id_png
 from synthetic.render import random_scene
 
 CLASS_NAMES = [
