@@ -105,7 +105,11 @@ def propagate(features: torch.Tensor, first_labels: torch.Tensor,
         values, chosen = flat.topk(min(settings.topk, n_context * hw), dim=1)            # [hw, k]
         context = labels[index].reshape(-1, n_classes)                                  # [N·hw, C]
         if settings.keep_ties:          # DINO: every affinity >= the k-th, however many tie with it
-            kept = torch.exp((flat - values[:, :1]) / settings.temperature) * (flat >= values[:, -1:])
+            # ties as DINO decides them: on cosine / T in float32 (distinct cosines near 1 can round to
+            # one value there), not on the cosines
+            scaled = flat / settings.temperature                                       # [hw, N·hw]
+            kth = values[:, -1:] / settings.temperature                                 # [hw, 1]
+            kept = torch.exp(scaled - values[:, :1] / settings.temperature) * (scaled >= kth)
             labels[t] = (kept / kept.sum(dim=1, keepdim=True)) @ context                # [hw, C]
         else:
             weights = torch.softmax(values / settings.temperature, dim=1)
