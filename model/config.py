@@ -79,6 +79,9 @@ _ENCODERS: dict[str, dict[str, Any]] = {
                           "decoder_embed_dim": 64, "decoder_depth": 2, "decoder_num_heads": 4},
     "vit_micro_patch8": {"patch_size": 8, "embed_dim": 96, "depth": 3, "num_heads": 3, "input_size": 64,
                          "decoder_embed_dim": 64, "decoder_depth": 2, "decoder_num_heads": 4},
+    # the smallest that trains: committed test fixtures (a whole run folder in ~300 KB)
+    "vit_nano_patch8": {"patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2, "input_size": 32,
+                        "decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2},
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_ENCODERS)
 
