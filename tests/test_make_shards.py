@@ -13,10 +13,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import REPO, load_tool
+from conftest import REPO
 from PIL import Image
 from video_corpus import ffmpeg, ffmpeg_frame_count, lavfi_source
 
+import tools.make_shards as make_shards_tool
+import tools.sharding.decode as decode_module
 from pipeline import shard_format as sf
 
 TOOL = str(REPO / "tools" / "make_shards.py")
@@ -60,7 +62,7 @@ BAD = {"B/empty.avi": "empty", "B/notes.mp4": "not a readable video", "B/truncat
 @pytest.fixture(scope="module")
 def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shards")
-    load_tool("make_shards").make_shards(video_dir, out, shard_size="2clips", workers=2)
+    make_shards_tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
     return out
 
 
@@ -122,15 +124,15 @@ def test_manifest_totals_and_failures(shards: Path) -> None:
 
 def test_clip_order_is_shuffled_with_the_seed(video_dir: Path, shards: Path, tmp_path: Path) -> None:
     keys = [c.key for s in sf.list_shards(shards) for c in sf.iter_clips(s.tar)]
-    load_tool("make_shards").make_shards(video_dir, tmp_path / "s1", shard_size="2clips", seed=1, workers=1)
+    make_shards_tool.make_shards(video_dir, tmp_path / "s1", shard_size="2clips", seed=1, workers=1)
     other = [c.key for s in sf.list_shards(tmp_path / "s1") for c in sf.iter_clips(s.tar)]
     assert sorted(keys) == sorted(other) and keys != other
 
 
 def test_resume_after_an_interrupted_run(video_dir: Path, shards: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    tool = load_tool("make_shards")
-    from sharding.writer import ShardSink
+    tool = make_shards_tool
+    from tools.sharding.writer import ShardSink
     real_add, calls = ShardSink.add, []
 
     def add_then_die(self, key, *args):
@@ -163,7 +165,7 @@ def test_resume_with_other_options_is_refused(video_dir: Path, shards: Path) -> 
 
 
 def test_parts_partition_the_input_exactly(video_dir: Path, shards: Path, tmp_path: Path) -> None:
-    tool = load_tool("make_shards")
+    tool = make_shards_tool
     out = tmp_path / "parts"
     per_part = []
     for k in (1, 2, 3):
@@ -177,8 +179,8 @@ def test_parts_partition_the_input_exactly(video_dir: Path, shards: Path, tmp_pa
 
 
 def test_options_fps_short_side_max_frames(video_dir: Path, tmp_path: Path) -> None:
-    tool = load_tool("make_shards")
-    decode = sys.modules["sharding.decode"]
+    tool = make_shards_tool
+    decode = decode_module
     opts = decode.DecodeOptions(fps=10, short_side=32, max_frames=9, min_frames=2)
     tool.make_shards(video_dir / "A", tmp_path, options=opts, workers=1)
     clips = _all_clips(tmp_path)
@@ -216,7 +218,7 @@ def test_an_empty_or_missing_source_is_an_error_and_writes_nothing(tmp_path: Pat
 
 
 def test_videos_added_after_a_complete_run_are_sharded_by_a_rerun(video_dir: Path, tmp_path: Path) -> None:
-    tool = load_tool("make_shards")
+    tool = make_shards_tool
     src = tmp_path / "src"
     (src / "A").mkdir(parents=True)
     (src / "A" / "one.avi").write_bytes((video_dir / "A" / "mpeg4.avi").read_bytes())

@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, load_tool
+from conftest import REPO
 from video_corpus import FFMPEG, ffmpeg, lavfi_source
 
+import tools.make_shards as make_shards_tool
+import tools.sharding.decode as decode_module
 from pipeline import shard_format as sf
 from pipeline.frame_index import FrameIndex
 
@@ -51,7 +53,7 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
     # another part's shard in progress: the old make_shards deleted every NAME-*.tar.tmp when it started
     foreign = out / "shards-000001.tar.tmp"
     foreign.write_bytes(b"part 2 is writing this")
-    load_tool("make_shards").make_shards(videos, out, part=(1, 3), shard_size="2clips", workers=1)
+    make_shards_tool.make_shards(videos, out, part=(1, 3), shard_size="2clips", workers=1)
     assert foreign.read_bytes() == b"part 2 is writing this"
     foreign.unlink()
     shutil.rmtree(out)
@@ -64,7 +66,7 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
     merged = run("--merge", str(out))
     assert merged.returncode == 0, merged.stderr
     whole = sf.read_manifest(out)
-    single = load_tool("make_shards").make_shards(videos, tmp_path / "single", workers=2)
+    single = make_shards_tool.make_shards(videos, tmp_path / "single", workers=2)
     assert sorted(keys_of(whole)) == sorted(keys_of(single)) and len(set(keys_of(whole))) == len(keys_of(whole))
     assert [f.source for f in whole.failures] == ["C0/broken.avi"] and whole.complete
     assert whole.options["parts"] == 3 and "part" not in whole.options
@@ -73,7 +75,7 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
 
 
 def test_merge_refuses_a_missing_or_incomplete_part(videos: Path, tmp_path: Path) -> None:
-    out, tool = tmp_path / "parts", load_tool("make_shards")
+    out, tool = tmp_path / "parts", make_shards_tool
     for k in (1, 2):
         assert tool.make_shards(videos, out, part=(k, 3), workers=1).complete
     missing = run("--merge", str(out))
@@ -103,7 +105,7 @@ def _fake_ffmpeg(tmp_path: Path, action: str) -> Path:
                          ids=["decoder-killed", "worker-killed"])
 def test_a_clip_killed_by_the_environment_is_not_a_bad_input_and_a_rerun_retries_it(
         videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str, workers: int) -> None:
-    tool = load_tool("make_shards")
+    tool = make_shards_tool
     fake = str(_fake_ffmpeg(tmp_path, action))
     monkeypatch.setattr("imageio_ffmpeg.get_ffmpeg_exe", lambda: fake)
     first = tool.make_shards(videos, tmp_path / "o", workers=workers)
@@ -209,7 +211,7 @@ def test_kill_9_leaves_no_worker_or_ffmpeg_behind(tmp_path: Path) -> None:
 
 def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    tool = load_tool("make_shards")
+    tool = make_shards_tool
     from pipeline.shard_format import ShardWriter
     real_add, calls = ShardWriter.add, []
 
@@ -232,8 +234,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Pat
 
 
 def test_out_of_memory_in_a_worker_is_an_environment_failure(videos: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    load_tool("make_shards")
-    decode = sys.modules["sharding.decode"]
+    decode = decode_module
 
     def no_memory(*_):
         raise MemoryError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, load_tool
+from conftest import REPO
 from PIL import Image
 from video_corpus import (
     KEEP,
@@ -24,7 +24,9 @@ from video_corpus import (
     make_corpus,
 )
 
+import tools.make_shards as make_shards_tool
 from pipeline import shard_format as sf
+from tools.sharding.decode import DecodeOptions
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -38,7 +40,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
 @pytest.fixture(scope="module")
 def sharded(corpus: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus_shards")
-    load_tool("make_shards").make_shards(corpus[0], out, shard_size="4clips", workers=2)
+    make_shards_tool.make_shards(corpus[0], out, shard_size="4clips", workers=2)
     return out
 
 
@@ -144,8 +146,8 @@ def test_strict_rejects_a_clip_with_decoder_errors_keep_damaged_keeps_truncated(
     reasons = {f.source: f.reason for f in sf.read_manifest(tmp_path / "strict").failures}
     assert "A non-intra slice" in reasons["h264_error_line_every_frame.mp4"] and "--strict" in reasons[
         "h264_error_line_every_frame.mp4"]
-    tool = load_tool("make_shards")
-    options = sys.modules["sharding.decode"].DecodeOptions(keep_damaged=True, min_frames=1)
+    tool = make_shards_tool
+    options = DecodeOptions(keep_damaged=True, min_frames=1)
     tool.make_shards(root / "bad", tmp_path / "keep", options=options, workers=1)
     kept = _clips(tmp_path / "keep")
     assert "last_4kb_cut.avi" in kept and 0 < kept["last_4kb_cut.avi"].n_frames < 50

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.shard_format import MANIFEST_NAME, Manifest, read_index_keys, read_manifest, write_manifest
-from sharding.writer import PART_MANIFEST, manifest_path
 from siammae_common.console import UserError
+from tools.sharding.writer import PART_MANIFEST, manifest_path
 
 
 def find_parts(out: Path) -> int:

@@ -16,7 +16,7 @@ import scipy.io
 from PIL import Image
 
 from evaluation.davis_io import write_id_png
-from synthetic.render import random_scene
+from tools.synthetic.render import random_scene
 
 CLASS_NAMES = [
     "BouncingBlobs", "DriftingStripes", "OrbitingShapes", "ZoomingDisks", "SpinningBoxes", "CrossingPairs",
