@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.dataset_io import read_frame, read_id_png
 from evaluation.davis import run_davis
-from evaluation.davis_io import open_davis, read_frame, read_id_png
+from evaluation.davis_io import open_davis
 from evaluation.features import PixelFeatures, checkpoint_features, random_init_features
 from evaluation.nearest import resize_ids
 from evaluation.report import (

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.io
 import torch
 
-from evaluation.davis_io import read_frame
+from evaluation.dataset_io import read_frame
 from evaluation.features import FeatureExtractor
 from evaluation.propagation import extract_features, propagate
 from evaluation.settings import PropagationSettings, eval_size, protocol_settings

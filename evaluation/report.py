@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from evaluation.davis_io import PALETTE
+from evaluation.dataset_io import PALETTE
 
 
 def write_json_atomic(path: Path, data: object) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.davis_io import listed_names, read_frame, read_id_png
+from evaluation.dataset_io import listed_names, read_frame, read_id_png
 from evaluation.features import FeatureExtractor
 from evaluation.frames import IoPool
 from evaluation.segmentation import propagate_ids

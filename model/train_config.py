@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES, ModelConfig, model_config
-from pipeline.shard_format import MANIFEST_NAME, read_manifest
+from pipeline.shard_format import MANIFEST_NAME
+from pipeline.shard_reader import read_manifest
 from siammae_common.console import UserError
 
 

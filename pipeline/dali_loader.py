@@ -27,7 +27,7 @@ from pipeline.dali_graph import GraphSpec, build_pipeline
 from pipeline.dali_reader_graph import READER_NAME, build_reader_pipeline
 from pipeline.dali_source import DEBUG_COLUMNS, IndexedPairSource
 from pipeline.frame_index import FrameIndex
-from pipeline.shard_format import list_shards
+from pipeline.shard_reader import list_shards
 
 
 def dali_graph_spec(cfg: LoaderConfig, frame_hint: tuple[int, int] = (240, 320)) -> GraphSpec:

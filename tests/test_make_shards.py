@@ -19,7 +19,8 @@ from video_corpus import ffmpeg, ffmpeg_frame_count, lavfi_source
 
 import tools.make_shards as make_shards_tool
 import tools.sharding.decode as decode_module
-from pipeline import shard_format as sf
+from pipeline import shard_reader as sr
+from tools.sharding import format_writer as fw
 
 TOOL = str(REPO / "tools" / "make_shards.py")
 
@@ -66,8 +67,8 @@ def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _all_clips(out: Path) -> dict[str, sf.Clip]:
-    return {c.key: c for s in sf.list_shards(out) for c in sf.iter_clips(s.tar)}
+def _all_clips(out: Path) -> dict[str, sr.Clip]:
+    return {c.key: c for s in sr.list_shards(out) for c in sr.iter_clips(s.tar)}
 
 
 def test_frame_counts_equal_ffmpegs_own_count(video_dir: Path, shards: Path) -> None:
@@ -107,7 +108,7 @@ def test_jpegs_are_baseline_420(shards: Path) -> None:
 
 
 def test_manifest_totals_and_failures(shards: Path) -> None:
-    manifest = sf.read_manifest(shards)
+    manifest = sr.read_manifest(shards)
     raw = json.loads((shards / "manifest.json").read_text())
     clips = _all_clips(shards)
     assert manifest.complete and manifest.clips == len(clips) == len(GOOD) == raw["totals"]["clips"]
@@ -123,9 +124,9 @@ def test_manifest_totals_and_failures(shards: Path) -> None:
 
 
 def test_clip_order_is_shuffled_with_the_seed(video_dir: Path, shards: Path, tmp_path: Path) -> None:
-    keys = [c.key for s in sf.list_shards(shards) for c in sf.iter_clips(s.tar)]
+    keys = [c.key for s in sr.list_shards(shards) for c in sr.iter_clips(s.tar)]
     make_shards_tool.make_shards(video_dir, tmp_path / "s1", shard_size="2clips", seed=1, workers=1)
-    other = [c.key for s in sf.list_shards(tmp_path / "s1") for c in sf.iter_clips(s.tar)]
+    other = [c.key for s in sr.list_shards(tmp_path / "s1") for c in sr.iter_clips(s.tar)]
     assert sorted(keys) == sorted(other) and keys != other
 
 
@@ -146,14 +147,14 @@ def test_resume_after_an_interrupted_run(video_dir: Path, shards: Path, tmp_path
     with pytest.raises(KeyboardInterrupt):
         tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
     monkeypatch.setattr(ShardSink, "add", real_add)
-    first = sf.read_manifest(out)
+    first = sr.read_manifest(out)
     assert not first.complete and len(first.shards) == 1            # the half-written 2nd shard was dropped
     assert not list(out.glob("*.tmp"))
     kept = first.shards[0].tar.stat().st_mtime_ns
     tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
-    resumed = sf.read_manifest(out)
+    resumed = sr.read_manifest(out)
     assert resumed.complete and resumed.shards[0].tar.stat().st_mtime_ns == kept
-    keys = [c.key for s in resumed.shards for c in sf.iter_clips(s.tar)]
+    keys = [c.key for s in resumed.shards for c in sr.iter_clips(s.tar)]
     assert sorted(keys) == sorted(_all_clips(shards)) and len(keys) == len(set(keys))
     assert len(resumed.failures) == len(BAD)
 
@@ -170,10 +171,10 @@ def test_parts_partition_the_input_exactly(video_dir: Path, shards: Path, tmp_pa
     per_part = []
     for k in (1, 2, 3):
         m = tool.make_shards(video_dir, out, shard_size="1clips", part=(k, 3), workers=1)
-        per_part.append({c.key for s in m.shards for c in sf.iter_clips(s.tar)} | {f.source for f in m.failures})
+        per_part.append({c.key for s in m.shards for c in sr.iter_clips(s.tar)} | {f.source for f in m.failures})
         assert (out / "manifest.json").exists() == (k == 3)           # the last part merges
     assert sum(len(p) for p in per_part) == len(set().union(*per_part)) == len(GOOD) + len(BAD)
-    merged = sf.read_manifest(out)
+    merged = sr.read_manifest(out)
     assert merged.complete and merged.clips == len(GOOD) and len(merged.failures) == len(BAD)
     assert len({s.tar.name for s in merged.shards}) == merged.clips
 
@@ -229,25 +230,25 @@ def test_videos_added_after_a_complete_run_are_sharded_by_a_rerun(video_dir: Pat
 
 
 def test_tarfile_sees_four_members_per_clip(shards: Path) -> None:
-    for shard in sf.list_shards(shards):
+    for shard in sr.list_shards(shards):
         with tarfile.open(shard.tar) as tar:
             names = tar.getnames()
         assert len(names) == 4 * shard.clips
         assert [n.split(".", 1)[1] for n in names[:4]] == ["frames", "offsets", "pts", "json"]
         assert " pts " in shard.index.read_text().splitlines()[1]          # DALI's index lists it too
-        assert sf.read_manifest(shards).format_version == 2
+        assert sr.read_manifest(shards).format_version == 2
 
 
 def test_webdataset_reads_the_shards(shards: Path) -> None:
     import webdataset as wds
     expected = _all_clips(shards)
-    urls = [str(s.tar) for s in sf.list_shards(shards)]
+    urls = [str(s.tar) for s in sr.list_shards(shards)]
     seen = 0
     for sample in wds.WebDataset(urls, shardshuffle=False):
         clip = expected[sample["__key__"]]
         assert sample["frames"] == clip.frames_bytes
-        np.testing.assert_array_equal(sf.decode_offsets(sample["offsets"]), clip.offsets)
-        np.testing.assert_array_equal(sf.decode_pts(sample["pts"], clip.n_frames), clip.pts)
+        np.testing.assert_array_equal(sr.decode_offsets(sample["offsets"]), clip.offsets)
+        np.testing.assert_array_equal(sr.decode_pts(sample["pts"], clip.n_frames), clip.pts)
         assert json.loads(sample["json"]) == clip.meta
         seen += 1
     assert seen == len(expected)
@@ -256,8 +257,8 @@ def test_webdataset_reads_the_shards(shards: Path) -> None:
 def test_dali_reads_the_shards_with_the_written_index(shards: Path) -> None:
     pytest.importorskip("nvidia.dali")
     from nvidia.dali import fn, pipeline_def
-    infos = sf.list_shards(shards)
-    expected = [c for s in infos for c in sf.iter_clips(s.tar)]
+    infos = sr.list_shards(shards)
+    expected = [c for s in infos for c in sr.iter_clips(s.tar)]
 
     @pipeline_def(batch_size=len(expected), num_threads=1, device_id=None)
     def pipe():
@@ -271,15 +272,15 @@ def test_dali_reads_the_shards_with_the_written_index(shards: Path) -> None:
     frames, offsets, pts, meta = p.run()
     for k, clip in enumerate(expected):
         assert np.array(frames.at(k)).tobytes() == clip.frames_bytes
-        assert np.array(offsets.at(k)).tobytes() == sf.encode_offsets(clip.offsets)
-        assert np.array(pts.at(k)).tobytes() == sf.encode_pts(clip.pts)
+        assert np.array(offsets.at(k)).tobytes() == fw.encode_offsets(clip.offsets)
+        assert np.array(pts.at(k)).tobytes() == fw.encode_pts(clip.pts)
         assert json.loads(np.array(meta.at(k)).tobytes()) == clip.meta
 
 
 def test_clip_frame_table_gives_byte_ranges_of_single_frames(shards: Path) -> None:
-    shard = sf.list_shards(shards)[0]
+    shard = sr.list_shards(shards)[0]
     data = shard.tar.read_bytes()
-    for loc, clip in zip(sf.clip_frame_table(shard.tar), sf.iter_clips(shard.tar)):
+    for loc, clip in zip(sr.clip_frame_table(shard.tar), sr.iter_clips(shard.tar)):
         assert loc.key == clip.key and loc.n_frames == clip.n_frames
         for i in (0, clip.n_frames - 1):
             start, length = loc.frame_range(i)
@@ -287,7 +288,7 @@ def test_clip_frame_table_gives_byte_ranges_of_single_frames(shards: Path) -> No
 
 
 def test_synthetic_shards_fixture(synthetic_shards: Path, synthetic_root: Path) -> None:
-    manifest = sf.read_manifest(synthetic_shards)
+    manifest = sr.read_manifest(synthetic_shards)
     assert manifest.complete and manifest.clips == 6 and not manifest.failures
     assert manifest.classes == [line.split()[1] for line in
                                 (synthetic_root / "ucfTrainTestlist" / "classInd.txt").read_text().splitlines()]

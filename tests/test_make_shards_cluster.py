@@ -21,6 +21,7 @@ from video_corpus import FFMPEG, ffmpeg, lavfi_source
 import tools.make_shards as make_shards_tool
 import tools.sharding.decode as decode_module
 from pipeline import shard_format as sf
+from pipeline import shard_reader as sr
 from pipeline.frame_index import FrameIndex
 
 TOOL = str(REPO / "tools" / "make_shards.py")
@@ -43,7 +44,7 @@ def run(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def keys_of(manifest: sf.Manifest) -> list[str]:
-    return [k for s in manifest.shards for k in sf.read_index_keys(s.index)]
+    return [k for s in manifest.shards for k in sr.read_index_keys(s.index)]
 
 
 def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(videos: Path,
@@ -65,7 +66,7 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
     merged = run("--merge", str(out))
     assert merged.returncode == 0, merged.stderr
-    whole = sf.read_manifest(out)
+    whole = sr.read_manifest(out)
     single = make_shards_tool.make_shards(videos, tmp_path / "single", workers=2)
     assert sorted(keys_of(whole)) == sorted(keys_of(single)) and len(set(keys_of(whole))) == len(keys_of(whole))
     assert [f.source for f in whole.failures] == ["C0/broken.avi"] and whole.complete
@@ -121,11 +122,11 @@ def test_retry_failed_retries_recorded_failures(videos: Path, tmp_path: Path) ->
     shutil.copytree(videos, src)
     out = tmp_path / "o"
     assert run(str(src), "--out", str(out), "--workers", "1").returncode == 0
-    assert [f.source for f in sf.read_manifest(out).failures] == ["C0/broken.avi"]
+    assert [f.source for f in sr.read_manifest(out).failures] == ["C0/broken.avi"]
     shutil.copy(src / "C0" / "clip0.avi", src / "C0" / "broken.avi")          # the user fixed the file
     assert "nothing to do" in run(str(src), "--out", str(out)).stderr
     assert run(str(src), "--out", str(out), "--retry-failed", "--workers", "1").returncode == 0
-    manifest = sf.read_manifest(out)
+    manifest = sr.read_manifest(out)
     assert manifest.complete and not manifest.failures and "C0__broken" in keys_of(manifest)
 
 
@@ -155,7 +156,7 @@ def test_unreadable_folders_and_broken_links_are_failures_not_a_crash(videos: Pa
         for name in ("no_read", "no_search"):
             (src / name).chmod(0o755)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    manifest = sf.read_manifest(out)
+    manifest = sr.read_manifest(out)
     reasons = {f.source: f.reason for f in manifest.failures}
     assert reasons["no_read/"].startswith("folder not readable")
     assert reasons["no_search/inside.avi"].startswith("cannot read")
@@ -212,7 +213,7 @@ def test_kill_9_leaves_no_worker_or_ffmpeg_behind(tmp_path: Path) -> None:
 def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     tool = make_shards_tool
-    from pipeline.shard_format import ShardWriter
+    from tools.sharding.format_writer import ShardWriter
     real_add, calls = ShardWriter.add, []
 
     def add_until_full(self, *args):
@@ -225,7 +226,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Pat
     out = tmp_path / "o"
     with pytest.raises(tool.EnvironmentFailure, match="no space left"):
         tool.make_shards(videos, out, shard_size="2clips", workers=1)
-    stopped = sf.read_manifest(out)
+    stopped = sr.read_manifest(out)
     assert len(stopped.shards) == 2 and not stopped.complete and not list(out.glob("*.tmp"))
     assert [f.source for f in stopped.failures] in ([], ["C0/broken.avi"])     # nothing blamed on the inputs
     monkeypatch.undo()

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from coded_shards import write_coded_shards
 
 from model.checkpoint import load_checkpoint, load_model
 from model.config import ModelConfig, model_config
 from model.train_cli import main
 from model.train_config import TrainConfig
-from pipeline.testing import write_coded_shards
 
 OLD_RUN = Path(__file__).resolve().parent / "fixtures" / "run_before_i14"
 N_FRAMES = [12, 9, 14, 10, 11, 13]          # as make_old_run.py: 12 pairs an epoch, 3 steps of 4

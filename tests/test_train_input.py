@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from coded_shards import write_coded_shards
 
 import pipeline.dali_loader
 from model.train_cli import main
 from pipeline.dali_source import IndexedPairSource
-from pipeline.testing import write_coded_shards
 from pipeline.wds_batches import BatchMaker
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45]          # 14 pairs: 7 micro-batches of 2, 2 steps of 3 an epoch
