@@ -24,9 +24,9 @@ from evaluation.report import (
     overlay_figure,
     settings_line,
     write_json_atomic,
-    write_text_atomic,
 )
 from evaluation.settings import PropagationSettings, protocol_settings
+from siammae_common.atomic import write_text_atomic
 
 
 def compare_on_davis(checkpoint: Path, davis_root: Path, out_dir: Path,

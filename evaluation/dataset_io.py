@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from siammae_common.atomic import atomic_write
 from siammae_common.console import UserError, warn
 
 
@@ -62,13 +62,10 @@ def read_id_png(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
 
 def write_id_png(path: Path, ids: np.ndarray) -> None:
     """Write an id map [H, W] as a palette PNG (atomically: temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="P")
     image.putpalette(PALETTE)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        image.save(f, format="PNG")
 
 
 def read_frame(path: Path) -> np.ndarray:

@@ -19,12 +19,11 @@ import torch
 from evaluation.dataset_io import read_frame
 from evaluation.features import FeatureExtractor
 from evaluation.propagation import extract_features, propagate
-from evaluation.settings import PropagationSettings, eval_size, protocol_settings
+from evaluation.settings import PropagationSettings, eval_size
 from siammae_common.console import UserError, progress, warn
 
 JOINTS = ("neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip", "left_hip", "right_elbow",
           "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist", "right_ankle", "left_ankle")
-DEFAULT_SETTINGS = protocol_settings(task="jhmdb")
 SIGMA = 0.5          # Gaussian σ in feature cells
 THRESHOLDS = (0.1, 0.2)
 

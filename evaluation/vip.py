@@ -18,14 +18,13 @@ from evaluation.dataset_io import listed_names, read_frame, read_id_png
 from evaluation.features import FeatureExtractor
 from evaluation.frames import IoPool
 from evaluation.segmentation import propagate_ids
-from evaluation.settings import PropagationSettings, protocol_settings
+from evaluation.settings import PropagationSettings
 from siammae_common.console import UserError, progress
 
 N_CLASSES = 20
 CLASSES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
            "gloves", "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg", "left-leg",
            "right-shoe", "left-shoe")
-DEFAULT_SETTINGS = protocol_settings(task="vip")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from model.distributed import DistInfo
 from model.recon_images import save_png
 from model.schedule import LRSchedule
 from model.train_config import TrainConfig
+from siammae_common.atomic import write_text_atomic
 from siammae_common.console import progress
 
 
@@ -154,6 +155,4 @@ def _drop_rows_after(path: Path, step: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError, TypeError):
             continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))

@@ -28,6 +28,7 @@ from pipeline.shard_format import (
     is_valid_key,
 )
 from pipeline.shard_reader import grouped_members
+from siammae_common.atomic import AtomicFile, write_text_atomic
 
 
 def encode_offsets(offsets: Sequence[int] | np.ndarray) -> bytes:
@@ -62,11 +63,17 @@ class ShardWriter:
 
     def __init__(self, tar_path: str | os.PathLike) -> None:
         self.path = Path(tar_path)
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
-        self._tar = tarfile.open(self.tmp_path, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+        # a fixed temp name: a rerun finds an interrupted shard by it (tools/sharding/writer.py)
+        self._file = AtomicFile(self.path, self.path.with_name(self.path.name + ".tmp"))
+        self._tar = tarfile.open(fileobj=self._file.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         self.clips = 0
         self.frames = 0
         self.keys: list[str] = []
+
+    @property
+    def tmp_path(self) -> Path:
+        """Where the unfinished shard is written (`<tar>.tmp`)."""
+        return self._file.temp
 
     def add(self, key: str, frames: Sequence[bytes], meta: dict[str, Any],
             pts: Sequence[float] | np.ndarray | None = None) -> None:
@@ -94,14 +101,16 @@ class ShardWriter:
     def close(self) -> int:
         """Finish the tar, rename it into place, write its index; returns the tar's size in bytes."""
         self._tar.close()
-        os.replace(self.tmp_path, self.path)
+        self._file.commit()
         write_dali_index(self.path, index_path_for(self.path))
         return self.path.stat().st_size
 
     def abort(self) -> None:
         """Drop the unfinished shard."""
-        self._tar.close()
-        self.tmp_path.unlink(missing_ok=True)
+        try:
+            self._tar.close()
+        finally:
+            self._file.discard()
 
 
 def write_shard(tar_path: str | os.PathLike, clips: Sequence[tuple[str, Sequence[bytes], dict[str, Any]]]) -> int:
@@ -132,9 +141,7 @@ def dali_index_lines(tar_path: str | os.PathLike) -> list[str]:
 def write_dali_index(tar_path: str | os.PathLike, idx_path: str | os.PathLike | None = None) -> Path:
     """Write DALI's v1.2 index of `tar_path` (offsets are member data offsets, multiples of 512)."""
     idx = Path(idx_path) if idx_path is not None else index_path_for(tar_path)
-    tmp = idx.with_name(idx.name + ".tmp")
-    tmp.write_text("\n".join(dali_index_lines(tar_path)) + "\n")
-    os.replace(tmp, idx)
+    write_text_atomic(idx, "\n".join(dali_index_lines(tar_path)) + "\n")
     return idx
 
 
@@ -142,9 +149,4 @@ def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
     """Write atomically (a temp file of this process + rename), so a reader never sees half a manifest,
     also when several processes (parts) write the same manifest at once."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(manifest.to_json(path.parent), indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(manifest.to_json(path.parent), indent=1) + "\n")
