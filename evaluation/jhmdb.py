@@ -2,7 +2,8 @@
 
 Layout: `JHMDB/Rename_Images/<action>/<video>/00001.png ...`, `JHMDB/joint_positions/<action>/<video>/
 joint_positions.mat` (`pos_img` [2, 15, T], MATLAB 1-based pixels), `JHMDB/splits/<action>_test_split1.txt`
-(lines `<video>.avi 1|2`, 2 = test). PCK follows the CRW/TimeCycle `eval_pck.py` (research/evaluation.md §4.3).
+(lines `<video>.avi 1|2`, 2 = test). PCK follows the CRW/TimeCycle `eval_pck.py`
+(a joint is found when within α × 0.6 × the diagonal of the box around the true joints).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from video_corpus import write_mixed_videos
 
 import tools.make_shards as make_shards_tool
 import tools.make_synthetic as make_synthetic_tool
@@ -27,6 +28,20 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic_tool.make_synthetic(root, tiny_synthetic_config(), workers=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Videos in several codecs and containers plus bad inputs (video_corpus.GOOD / BAD)."""
+    return write_mixed_videos(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture(scope="session")
+def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """make_shards' output for video_dir: 2 clips per shard."""
+    out = tmp_path_factory.mktemp("shards")
+    make_shards_tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
+    return out
 
 
 @pytest.fixture(scope="session")

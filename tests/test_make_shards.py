@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import av
@@ -15,56 +14,13 @@ import numpy as np
 import pytest
 from conftest import REPO
 from PIL import Image
-from video_corpus import ffmpeg, ffmpeg_frame_count, lavfi_source
+from video_corpus import BAD, GOOD, ffmpeg_frame_count
 
 import tools.make_shards as make_shards_tool
 import tools.sharding.decode as decode_module
 from pipeline import shard_reader as sr
-from tools.sharding import format_writer as fw
 
 TOOL = str(REPO / "tools" / "make_shards.py")
-
-
-def _testsrc(frames: int) -> list[str]:
-    """testsrc2 at 64x48, 25 frames/s, this many frames."""
-    return lavfi_source(frames / 25)
-
-
-@pytest.fixture(scope="module")
-def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Good videos in several codecs and containers, plus one of each kind of bad input."""
-    root = tmp_path_factory.mktemp("videos")
-    (root / "A").mkdir()
-    (root / "B").mkdir()
-    ffmpeg(*_testsrc(30), "-c:v", "mpeg4", "-q:v", "3", str(root / "A" / "mpeg4.avi"))
-    ffmpeg(*_testsrc(27), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-            str(root / "A" / "h264.mp4"))
-    ffmpeg(*_testsrc(22), "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(root / "B" / "mjpeg.mkv"))
-    # variable frame rate: frames 10.. come 0.3 s later, and some frames are 1/50 s apart
-    ffmpeg(*_testsrc(26), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'",
-            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
-            str(root / "B" / "vfr.mp4"))
-    ffmpeg(*_testsrc(25), "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4",
-            "-c:a", "aac", "-shortest", str(root / "B" / "with audio.mov"))          # also a space in the name
-    (root / "B" / "empty.avi").write_bytes(b"")
-    (root / "B" / "notes.mp4").write_text("this is not a video\n")
-    data = (root / "A" / "mpeg4.avi").read_bytes()
-    (root / "B" / "truncated.avi").write_bytes(data[:len(data) // 2])
-    ffmpeg(*_testsrc(5), "-c:v", "mpeg4", str(root / "B" / "short.avi"))
-    (root / "B" / "readme.txt").write_text("ignored: not a video extension\n")
-    return root
-
-
-GOOD = {"A/mpeg4.avi", "A/h264.mp4", "B/mjpeg.mkv", "B/vfr.mp4", "B/with audio.mov"}
-BAD = {"B/empty.avi": "empty", "B/notes.mp4": "not a readable video", "B/truncated.avi": "",
-       "B/short.avi": "too short"}
-
-
-@pytest.fixture(scope="module")
-def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("shards")
-    make_shards_tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
-    return out
 
 
 def _all_clips(out: Path) -> dict[str, sr.Clip]:
@@ -227,64 +183,6 @@ def test_videos_added_after_a_complete_run_are_sharded_by_a_rerun(video_dir: Pat
     (src / "A" / "two.mp4").write_bytes((video_dir / "A" / "h264.mp4").read_bytes())
     again = tool.make_shards(src, tmp_path / "o", workers=1)
     assert again.complete and again.clips == 2 and len(again.shards) == 2
-
-
-def test_tarfile_sees_four_members_per_clip(shards: Path) -> None:
-    for shard in sr.list_shards(shards):
-        with tarfile.open(shard.tar) as tar:
-            names = tar.getnames()
-        assert len(names) == 4 * shard.clips
-        assert [n.split(".", 1)[1] for n in names[:4]] == ["frames", "offsets", "pts", "json"]
-        assert " pts " in shard.index.read_text().splitlines()[1]          # DALI's index lists it too
-        assert sr.read_manifest(shards).format_version == 2
-
-
-def test_webdataset_reads_the_shards(shards: Path) -> None:
-    import webdataset as wds
-    expected = _all_clips(shards)
-    urls = [str(s.tar) for s in sr.list_shards(shards)]
-    seen = 0
-    for sample in wds.WebDataset(urls, shardshuffle=False):
-        clip = expected[sample["__key__"]]
-        assert sample["frames"] == clip.frames_bytes
-        np.testing.assert_array_equal(sr.decode_offsets(sample["offsets"]), clip.offsets)
-        np.testing.assert_array_equal(sr.decode_pts(sample["pts"], clip.n_frames), clip.pts)
-        assert json.loads(sample["json"]) == clip.meta
-        seen += 1
-    assert seen == len(expected)
-
-
-def test_dali_reads_the_shards_with_the_written_index(shards: Path) -> None:
-    pytest.importorskip("nvidia.dali")
-    from nvidia.dali import fn, pipeline_def
-    infos = sr.list_shards(shards)
-    expected = [c for s in infos for c in sr.iter_clips(s.tar)]
-
-    @pipeline_def(batch_size=len(expected), num_threads=1, device_id=None)
-    def pipe():
-        return tuple(fn.readers.webdataset(paths=[str(s.tar) for s in infos],
-                                           index_paths=[str(s.index) for s in infos],
-                                           ext=["frames", "offsets", "pts", "json"],
-                                           missing_component_behavior="error"))
-
-    p = pipe()
-    p.build()
-    frames, offsets, pts, meta = p.run()
-    for k, clip in enumerate(expected):
-        assert np.array(frames.at(k)).tobytes() == clip.frames_bytes
-        assert np.array(offsets.at(k)).tobytes() == fw.encode_offsets(clip.offsets)
-        assert np.array(pts.at(k)).tobytes() == fw.encode_pts(clip.pts)
-        assert json.loads(np.array(meta.at(k)).tobytes()) == clip.meta
-
-
-def test_clip_frame_table_gives_byte_ranges_of_single_frames(shards: Path) -> None:
-    shard = sr.list_shards(shards)[0]
-    data = shard.tar.read_bytes()
-    for loc, clip in zip(sr.clip_frame_table(shard.tar), sr.iter_clips(shard.tar)):
-        assert loc.key == clip.key and loc.n_frames == clip.n_frames
-        for i in (0, clip.n_frames - 1):
-            start, length = loc.frame_range(i)
-            assert data[start:start + length] == clip.frame(i)
 
 
 def test_synthetic_shards_fixture(synthetic_shards: Path, synthetic_root: Path) -> None:
