@@ -10,9 +10,9 @@ import click
 from ablation.grid import Schedule, build_grid
 from ablation.report import render_report
 from ablation.runner import AblationSetup, load_results, run_grid
-from evaluation.report import write_text_atomic
 from evaluation.settings import DEFAULT_PROTOCOL, PROTOCOLS, PropagationSettings, protocol_settings
 from pipeline.shard_format import MANIFEST_NAME
+from siammae_common.atomic import write_text_atomic
 from siammae_common.console import UserError, info
 
 DEFAULT = Schedule()

@@ -40,7 +40,7 @@ class AblationSetup:
 def train_config(setup: AblationSetup, run: AblationRun) -> TrainConfig:
     """The siammae-train options of one run; every epoch it is evaluated at keeps a checkpoint."""
     schedule = setup.schedule
-    return TrainConfig(
+    return TrainConfig.from_options(
         shards=setup.shards, out=setup.out / run.name, model=schedule.model, encoder=run.encoder,
         decoder=run.decoder, mask_ratio=run.mask_ratio, input_size=schedule.input_size,
         batch_size=schedule.batch_size, epochs=run.epochs, warmup_epochs=schedule.warmup_epochs,

@@ -90,14 +90,14 @@ def count_flops(model: SiamMAE, f1: torch.Tensor, f2: torch.Tensor, amp: bool) -
     return counter.get_total_flops()
 
 
-def loader_batches(train_cfg: TrainConfig, size: int, device: torch.device, waited: list[float]
+def loader_batches(train_cfg: TrainConfig, device: torch.device, waited: list[float]
                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches from the loader siammae-train builds for these options (model.train_loader), across
     epochs; the host's wait for each batch is added to waited[0]."""
     from model.distributed import DistInfo
     from model.train_loader import build_loader, loader_config
 
-    loader = build_loader(loader_config(train_cfg, size, DistInfo(), device))
+    loader = build_loader(loader_config(train_cfg, DistInfo(), device))
     epoch = 0
     while True:
         loader.set_epoch(epoch)
@@ -178,12 +178,13 @@ def main(device: str, model_name: str | None, input_size: int | None, batch_size
         result["peak_tflops"] = peak
     if shards is not None:
         with tempfile.TemporaryDirectory(prefix="siammae-step-bench-") as out:
-            train_cfg = TrainConfig(shards=shards, out=Path(out), batch_size=batch, loader=loader, threads=threads,
-                                    num_workers=num_workers, hw_decoder_load=hw_decoder_load, prefetch=prefetch,
-                                    parallel_source=parallel_source, py_num_workers=py_num_workers,
-                                    source_prefetch=source_prefetch, torch_threads=torch.get_num_threads())
+            train_cfg = TrainConfig.from_options(
+                shards=shards, out=Path(out), model=cfg.name, input_size=s, batch_size=batch, loader=loader,
+                num_threads=threads, num_workers=num_workers, hw_decoder_load=hw_decoder_load,
+                prefetch_queue_depth=prefetch, parallel_source=parallel_source, py_num_workers=py_num_workers,
+                source_prefetch=source_prefetch, torch_threads=torch.get_num_threads())
             waited = [0.0]
-            batches = loader_batches(train_cfg, s, dev, waited)
+            batches = loader_batches(train_cfg, dev, waited)
             tl = time_steps(step, batches, steps, warmup, dev, waited)
         from model.train_loader import decoder_threads
 

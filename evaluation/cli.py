@@ -22,10 +22,10 @@ from evaluation.report import (
     davis_sequence_table,
     settings_line,
     write_json_atomic,
-    write_text_atomic,
 )
 from evaluation.segmentation import annotation_resize_rule
 from evaluation.settings import DEFAULT_PROTOCOL, PROTOCOLS, protocol_settings
+from siammae_common.atomic import write_text_atomic
 from siammae_common.console import info
 
 PATH = click.Path(path_type=Path)

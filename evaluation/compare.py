@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.dataset_io import read_frame, read_id_png
 from evaluation.davis import run_davis
-from evaluation.davis_io import open_davis, read_frame, read_id_png
+from evaluation.davis_io import open_davis
 from evaluation.features import PixelFeatures, checkpoint_features, random_init_features
 from evaluation.nearest import resize_ids
 from evaluation.report import (
@@ -23,9 +24,9 @@ from evaluation.report import (
     overlay_figure,
     settings_line,
     write_json_atomic,
-    write_text_atomic,
 )
 from evaluation.settings import PropagationSettings, protocol_settings
+from siammae_common.atomic import write_text_atomic
 
 
 def compare_on_davis(checkpoint: Path, davis_root: Path, out_dir: Path,

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.davis_io import VOID_ID, DavisSequence, open_davis, read_frame, read_id_png
+from evaluation.dataset_io import read_frame, read_id_png
+from evaluation.davis_io import VOID_ID, DavisSequence, open_davis
 from evaluation.davis_score import SCORE_ON, score_results
 from evaluation.features import FeatureExtractor
 from evaluation.frames import IoPool

@@ -1,4 +1,4 @@
-"""DAVIS-2017 layout on disk: sequences, id-PNG annotations, palette result PNGs, RGB frames (no torch).
+"""DAVIS-2017 layout on disk: sequences, their annotations and result PNGs (file formats: dataset_io).
 
 Layout (as davis2017-evaluation reads it): `DAVIS/JPEGImages/<res>/<seq>/*.jpg`,
 `DAVIS/Annotations/<res>/<seq>/*.png` (palette PNGs, value = object id, 255 = void),
@@ -7,35 +7,16 @@ Layout (as davis2017-evaluation reads it): `DAVIS/JPEGImages/<res>/<seq>/*.jpg`,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from siammae_common.console import UserError, warn
+from evaluation.dataset_io import listed_names, read_id_png
+from siammae_common.console import UserError
 
 VOID_ID = 255
-
-
-def pascal_palette(n: int = 256) -> list[int]:
-    """The Pascal-VOC colour map used by DAVIS annotations (id k → its bit-interleaved RGB), flat [3n]."""
-    palette = []
-    for index in range(n):
-        r = g = b = 0
-        c = index
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-PALETTE = pascal_palette()
 
 
 @dataclass(frozen=True)
@@ -50,17 +31,6 @@ class DavisSequence:
     def frame_ids(self) -> list[str]:
         """Frame names without extension ('00000', ...), from the annotations as the official code takes them."""
         return [p.stem for p in self.masks]
-
-
-def listed_names(chosen: Sequence[str] | None, list_file: Path, folder: Path, what: str) -> list[str]:
-    """The names asked for, else the lines of a benchmark's list file, else every sub-folder (warned)."""
-    if chosen:
-        return list(chosen)
-    if list_file.is_file():
-        return [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    warn(f"{list_file} not found; using all {len(names)} {what} under {folder}")
-    return names
 
 
 def open_davis(root: Path, subset: str = "val", resolution: str = "480p",
@@ -85,45 +55,6 @@ def open_davis(root: Path, subset: str = "val", resolution: str = "480p",
     if not out:
         raise UserError(f"{root}: no sequences to evaluate")
     return out
-
-
-def read_id_png(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """An id map [H, W] uint8 from a single-channel PNG (palette 'P' or grayscale 'L'); checks the size."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: missing")
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            ids = np.array(image)
-    except OSError as err:
-        raise UserError(f"{path}: not a readable PNG ({err})") from err
-    if mode not in ("P", "L"):
-        raise UserError(f"{path}: a {mode} image; expected a single-channel indexed (palette) PNG of object ids")
-    if shape is not None and ids.shape != tuple(shape):
-        raise UserError(f"{path}: size {ids.shape[1]}x{ids.shape[0]}, expected {shape[1]}x{shape[0]} "
-                        "(the annotation's size)")
-    return ids
-
-
-def write_id_png(path: Path, ids: np.ndarray) -> None:
-    """Write an id map [H, W] as a palette PNG (atomically: temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="P")
-    image.putpalette(PALETTE)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def read_frame(path: Path) -> np.ndarray:
-    """An RGB frame [H, W, 3] uint8."""
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except OSError as err:
-        raise UserError(f"{path}: not a readable image ({err})") from err
 
 
 def read_annotations(seq: DavisSequence) -> tuple[np.ndarray, int]:

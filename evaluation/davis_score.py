@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.davis_io import DavisSequence, open_davis, read_annotations, read_id_png, read_results
+from evaluation.dataset_io import read_id_png
+from evaluation.davis_io import DavisSequence, open_davis, read_annotations, read_results
 from evaluation.davis_metrics import ObjectScore, score_sequence, summarise
 from evaluation.nearest import resize_ids
 from siammae_common.console import UserError, progress

@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from evaluation.davis_io import write_id_png
+from evaluation.dataset_io import write_id_png
 from siammae_common.console import UserError
 
 T = TypeVar("T")

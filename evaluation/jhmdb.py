@@ -2,7 +2,8 @@
 
 Layout: `JHMDB/Rename_Images/<action>/<video>/00001.png ...`, `JHMDB/joint_positions/<action>/<video>/
 joint_positions.mat` (`pos_img` [2, 15, T], MATLAB 1-based pixels), `JHMDB/splits/<action>_test_split1.txt`
-(lines `<video>.avi 1|2`, 2 = test). PCK follows the CRW/TimeCycle `eval_pck.py` (research/evaluation.md §4.3).
+(lines `<video>.avi 1|2`, 2 = test). PCK follows the CRW/TimeCycle `eval_pck.py`
+(a joint is found when within α × 0.6 × the diagonal of the box around the true joints).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ import numpy as np
 import scipy.io
 import torch
 
-from evaluation.davis_io import read_frame
+from evaluation.dataset_io import read_frame
 from evaluation.features import FeatureExtractor
 from evaluation.propagation import extract_features, propagate
-from evaluation.settings import PropagationSettings, eval_size, protocol_settings
+from evaluation.settings import PropagationSettings, eval_size
 from siammae_common.console import UserError, progress, warn
 
 JOINTS = ("neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip", "left_hip", "right_elbow",
           "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist", "right_ankle", "left_ankle")
-DEFAULT_SETTINGS = protocol_settings(task="jhmdb")
 SIGMA = 0.5          # Gaussian σ in feature cells
 THRESHOLDS = (0.1, 0.2)
 

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from evaluation.davis_io import PALETTE
+from evaluation.dataset_io import PALETTE
+from siammae_common.atomic import atomic_write, write_text_atomic
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write `data` as JSON, atomically: readers never see half a file (numpy numbers as Python's)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
 def _jsonable(value: object) -> object:
@@ -110,8 +98,5 @@ def overlay_figure(path: Path, rows: Mapping[str, Sequence[np.ndarray]], caption
         draw.text((3, y + h // 2 - 5), label, fill="black")
         for c, image in enumerate(images):
             canvas.paste(Image.fromarray(image), (label_w + c * (w + 2), y))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        canvas.save(f, format="PNG")

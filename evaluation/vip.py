@@ -2,7 +2,8 @@
 
 Layout: `VIP/Images/<video>/<frame>.jpg`, `VIP/Annotations/Category_ids/<video>/<frame>.png` (class ids,
 single channel), optional `VIP/lists/val_videos.txt`. Frames without an annotation are propagated through
-but not scored; the first frame must be annotated. mIoU as CRW's `eval_vip.py` (research/evaluation.md §4.4).
+but not scored; the first frame must be annotated. mIoU as CRW's `eval_vip.py`
+(one confusion matrix over all scored frames, IoU per class, then their mean).
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.davis_io import listed_names, read_frame, read_id_png
+from evaluation.dataset_io import listed_names, read_frame, read_id_png
 from evaluation.features import FeatureExtractor
 from evaluation.frames import IoPool
 from evaluation.segmentation import propagate_ids
-from evaluation.settings import PropagationSettings, protocol_settings
+from evaluation.settings import PropagationSettings
 from siammae_common.console import UserError, progress
 
 N_CLASSES = 20
 CLASSES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
            "gloves", "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg", "left-leg",
            "right-shoe", "left-shoe")
-DEFAULT_SETTINGS = protocol_settings(task="vip")
 
 
 @dataclass(frozen=True)

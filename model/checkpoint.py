@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically (temp file + os.replace) with the user's file mode, loaded safely
+"""Checkpoints: written atomically (siammae_common.atomic) with the user's file mode, loaded safely
 (`torch.load(weights_only=True)`: tensors and plain containers only, never code), loadable as a bare
 model for evaluation.
 
@@ -10,11 +10,9 @@ holds all of it, so a run can resume from any of them.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
-import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,10 @@ import torch
 
 from model.config import ModelConfig
 from model.siammae import SiamMAE
+from siammae_common.atomic import atomic_write
 
 CHECKPOINT_VERSION = 2          # 2: RNG state as tensors and plain numbers, kept checkpoints are complete
-TEMP_GLOB = ".*.pt.*.tmp"       # what an interrupted save leaves behind
+TEMP_GLOB = ".*.pt.*.tmp"       # what an interrupted save leaves behind (atomic.temp_path_for)
 
 
 class CheckpointError(ValueError):
@@ -36,34 +35,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: a reader never sees a half-written file. The file gets the
     mode a plain `open` would give it (0666 less the umask), not a temp file's 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"version": CHECKPOINT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (a crash right after a save keeps the new file)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_write(path) as f:
+        torch.save({"version": CHECKPOINT_VERSION, **state}, f)
 
 
 def remove_interrupted_saves(folder: str | Path) -> list[Path]:

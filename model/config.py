@@ -32,12 +32,16 @@ class ModelConfig:
     norm_pix_loss: bool = True            # targets = per-patch normalised pixels
 
     def __post_init__(self) -> None:
+        for what in ("patch_size", "input_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim",
+                     "decoder_depth", "decoder_num_heads"):
+            if getattr(self, what) < 1:
+                raise ValueError(f"{what} {getattr(self, what)}: must be at least 1")
         if self.encoder not in ENCODER_KINDS:
             raise ValueError(f"encoder {self.encoder!r}: expected one of {', '.join(ENCODER_KINDS)}")
         if self.decoder not in DECODER_KINDS:
             raise ValueError(f"decoder {self.decoder!r}: expected one of {', '.join(DECODER_KINDS)}")
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio {self.mask_ratio}: expected 0 < ratio < 1")
+        if not 0.0 < self.mask_ratio < 1.0:                  # also false for NaN
+            raise ValueError(f"mask_ratio {self.mask_ratio}: must be between 0 and 1 (exclusive)")
         if self.input_size % self.patch_size:
             raise ValueError(f"input_size {self.input_size} is not a multiple of patch {self.patch_size}")
         for dim, heads, what in ((self.embed_dim, self.num_heads, "embed_dim"),
@@ -79,6 +83,9 @@ _ENCODERS: dict[str, dict[str, Any]] = {
                           "decoder_embed_dim": 64, "decoder_depth": 2, "decoder_num_heads": 4},
     "vit_micro_patch8": {"patch_size": 8, "embed_dim": 96, "depth": 3, "num_heads": 3, "input_size": 64,
                          "decoder_embed_dim": 64, "decoder_depth": 2, "decoder_num_heads": 4},
+    # the smallest that trains: committed test fixtures (a whole run folder in ~300 KB)
+    "vit_nano_patch8": {"patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2, "input_size": 32,
+                        "decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2},
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_ENCODERS)
 

@@ -34,24 +34,24 @@ def dist_info_from_env() -> DistInfo:
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def resolve_device(choice: str, info: DistInfo) -> torch.device:
+def resolve_device(choice: str, dist_info: DistInfo) -> torch.device:
     """`auto` -> cuda:LOCAL_RANK when a GPU is present, else cpu."""
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("--device cuda: no CUDA GPU is visible")
-        torch.cuda.set_device(info.local_rank)
-        return torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(dist_info.local_rank)
+        return torch.device("cuda", dist_info.local_rank)
     return torch.device("cpu")
 
 
-def init_process_group(info: DistInfo, device: torch.device) -> None:
+def init_process_group(dist_info: DistInfo, device: torch.device) -> None:
     """NCCL between GPUs, gloo between CPU processes; rendezvous from torchrun's environment."""
-    if info.enabled and not dist.is_initialized():
+    if dist_info.enabled and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size, **kwargs)
+        dist.init_process_group(backend=backend, rank=dist_info.rank, world_size=dist_info.world_size, **kwargs)
 
 
 def shutdown() -> None:

@@ -14,8 +14,6 @@ gives the same patch tokens from `forward_features` as `SiamMAE.encode`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -25,6 +23,7 @@ from model.checkpoint import load_model
 from model.config import ModelConfig
 from model.pos_embed import sincos_2d
 from model.siammae import SiamMAE
+from siammae_common.atomic import atomic_write, write_text_atomic
 from siammae_common.console import UserError, info
 
 # (patch, width, depth, heads) → timm's ViT of that shape (mlp ratio 4, qkv bias, LayerNorm eps 1e-6)
@@ -56,18 +55,6 @@ def timm_state_dict(model: SiamMAE) -> dict[str, torch.Tensor]:
     return state
 
 
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_timm(checkpoint: Path, out: Path) -> tuple[str, int]:
     """Write OUT (state dict) and OUT with suffix .json; returns (timm model name, image size)."""
     checkpoint, out = Path(checkpoint), Path(out)
@@ -80,8 +67,9 @@ def export_timm(checkpoint: Path, out: Path) -> tuple[str, int]:
     name = timm_name(cfg)
     state = timm_state_dict(model)
     meta = {"timm_model": name, "img_size": cfg.input_size}
-    _write_atomic(out, lambda p: torch.save(state, p))
-    _write_atomic(out.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
+    with atomic_write(out) as f:
+        torch.save(state, f)
+    write_text_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
     return name, cfg.input_size
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,35 +21,21 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from model import distributed as dist
-from model.config import ModelConfig
 from model.masking import random_masking
 from model.recon_images import reconstruction_grid
 from model.run_folder import prepare_run_folder, resume_source
-from model.schedule import LRSchedule, param_groups, scaled_lr, set_lr
+from model.schedule import param_groups, set_lr
 from model.siammae import SiamMAE, SiamMAEOutput
-from model.train_checkpoint import Trainee, resume, save
-from model.train_config import TrainConfig, check_options
+from model.train_checkpoint import resume, save
+from model.train_config import TrainConfig, check_run_inputs
 from model.train_loader import build_loader, described, loader_config, set_torch_threads
 from model.train_log import RunLog, StepWindow
+from model.train_state import TrainState, make_schedule
 from siammae_common.console import UserError, info
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the step."""
-
-
-@dataclass
-class TrainState:
-    step: int = 0              # optimizer steps done
-    # index of the first step whose loss was not finite, -1 if none; kept on the device (no host sync)
-    first_bad_step: torch.Tensor | None = None
-
-
-def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> LRSchedule:
-    total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * steps_per_epoch)
-    peak = cfg.lr if cfg.lr is not None else scaled_lr(cfg.blr, cfg.batch_size)
-    return LRSchedule(peak_lr=peak, total_steps=total, warmup_steps=min(warmup, total), min_lr=cfg.min_lr)
 
 
 def seed_everything(seed: int) -> None:
@@ -61,58 +46,47 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg: TrainConfig) -> int:
     """Run (or continue) training; returns the number of optimizer steps done."""
-    where = dist.dist_info_from_env()
-    model_cfg = check_options(cfg, where.world_size)
+    dist_info = dist.dist_info_from_env()
+    check_run_inputs(cfg, dist_info.world_size)
     try:
-        device = dist.resolve_device(cfg.device, where)
+        device = dist.resolve_device(cfg.device, dist_info)
     except RuntimeError as e:
         raise UserError(str(e)) from None
-    dist.init_process_group(where, device)
+    dist.init_process_group(dist_info, device)
     try:
-        return _train(cfg, model_cfg, where, device)
+        return _train(cfg, dist_info, device)
     finally:
         dist.shutdown()
 
 
-def _train(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, device: torch.device) -> int:
-    seed_everything(cfg.seed + where.rank)
+def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device) -> int:
+    seed_everything(cfg.seed + dist_info.rank)
     set_torch_threads(cfg, device)
     if device.type == "cuda":                      # TF32 for whatever runs outside bf16 autocast
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    mask_rng = torch.Generator(device=device)
-    mask_rng.manual_seed(cfg.seed * 1000 + where.rank)
-
-    if where.is_main:
+    if dist_info.is_main:
         prepare_run_folder(cfg)                  # before the loader reads OUT/bad_frames.jsonl
     dist.barrier()
-    model = SiamMAE(model_cfg).to(device).train()
-    loader_cfg = loader_config(cfg, model_cfg.input_size, where, device)
+    model = SiamMAE(cfg.model).to(device).train()
+    loader_cfg = loader_config(cfg, dist_info, device)
     loader = build_loader(loader_cfg)
-    per_rank_step = cfg.micro_batch(where.world_size) * cfg.accum_steps
+    per_rank_step = cfg.micro_batch(dist_info.world_size) * cfg.accum_steps
     if loader.pairs_per_epoch < per_rank_step:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs "
                         f"({loader.pairs_per_epoch} per process, {per_rank_step} per step)")
     steps_per_epoch = len(loader) // cfg.accum_steps
-    schedule = make_schedule(cfg, steps_per_epoch)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=schedule(0), betas=(0.9, 0.95))
-    state = TrainState(first_bad_step=torch.full((), -1, dtype=torch.long, device=device))
-    trainee = Trainee(model, optimizer, schedule, mask_rng, loader.bad_frames)
+    state = _new_state(cfg, dist_info, model, steps_per_epoch, loader.bad_frames)
     source = resume_source(cfg)
     if source is not None:
-        state.step = resume(source, cfg, model_cfg, where, device, trainee)
-
-    net: torch.nn.Module = model
-    if where.enabled:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        resume(source, cfg, dist_info, state)
+    if dist_info.enabled:
+        state.net = DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        net = torch.compile(net)
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
-           else contextlib.nullcontext())
+        state.net = torch.compile(state.net)
 
-    stop = schedule.total_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, schedule.total_steps)
-    log = RunLog(cfg, model_cfg, schedule, steps_per_epoch, where, start_step=state.step,
-                 loader=described(loader_cfg)) if where.is_main else None
+    stop = min(cfg.stop_at_step or state.schedule.total_steps, state.schedule.total_steps)
+    log = RunLog(cfg, state, steps_per_epoch, dist_info, described(loader_cfg)) if dist_info.is_main else None
     window = StepWindow(device)
     try:
         while state.step < stop:
@@ -121,65 +95,78 @@ def _train(cfg: TrainConfig, model_cfg: ModelConfig, where: dist.DistInfo, devic
             loader.set_epoch(epoch, start_batch=done_in_epoch * cfg.accum_steps)
             batches = iter(loader)
             for _ in range(done_in_epoch, steps_per_epoch):
-                set_lr(optimizer, schedule(state.step))
-                f1, f2, out = _accumulate_gradients(cfg, model_cfg, net, batches, amp, mask_rng, state, window, where)
-                if cfg.clip_grad is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-
+                f1, f2, out = train_step(cfg, dist_info, state, batches, window)
                 last = state.step >= stop
                 if state.step % cfg.log_every == 0 or last:
                     _check_finite(state)
-                    stats = window.flush(cfg.batch_size)
+                    stats = window.flush(cfg.batch_size)              # a collective: every rank flushes
                     if log is not None:
-                        log.scalars(state.step, state.step / steps_per_epoch, optimizer.param_groups[0]["lr"], stats)
+                        log.scalars(state.step, state.step / steps_per_epoch, state.optimizer.param_groups[0]["lr"],
+                                    stats)
                 with window.paused():
                     if log is not None and (state.step % cfg.recon_every == 0 or last):
-                        model.eval()
-                        log.image(state.step, reconstruction_grid(model, f1, f2, out))
-                        model.train()
+                        state.model.eval()
+                        log.image(state.step, reconstruction_grid(state.model, f1, f2, out))
+                        state.model.train()
                     epochs_done, in_epoch = divmod(state.step, steps_per_epoch)
                     keep = in_epoch == 0 and epochs_done % cfg.save_every == 0
                     if last or keep or state.step % cfg.latest_every == 0:
                         _check_finite(state)
-                        save(cfg, model_cfg, where, trainee, state.step,
-                             keep_as=f"epoch_{epochs_done:04d}.pt" if keep else None)
+                        save(cfg, dist_info, state, keep_as=f"epoch_{epochs_done:04d}.pt" if keep else None)
                 if last:
                     break
     finally:
         if log is not None:
             log.close()
         loader.close()
-    if where.is_main:
+    if dist_info.is_main:
         info(window.input_bound_line())
-        info(f"trained to step {state.step} of {schedule.total_steps}; run folder {cfg.out}")
+        info(f"trained to step {state.step} of {state.schedule.total_steps}; run folder {cfg.out}")
     return state.step
 
 
-def _accumulate_gradients(cfg: TrainConfig, model_cfg: ModelConfig, net: torch.nn.Module,
-                          batches: Iterator[Any], amp: Any, mask_rng: torch.Generator, state: TrainState,
-                          window: StepWindow, where: dist.DistInfo) -> tuple[torch.Tensor, torch.Tensor, SiamMAEOutput]:
-    """Forward and backward over accum_steps micro-batches; gradients are all-reduced on the last one.
+def _new_state(cfg: TrainConfig, dist_info: dist.DistInfo, model: SiamMAE, steps_per_epoch: int,
+               bad_frames: Any) -> TrainState:
+    """This rank's state at step 0: the new model, its optimizer and schedule, the mask stream."""
+    device = next(model.parameters()).device
+    schedule = make_schedule(cfg, steps_per_epoch)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=schedule(0), betas=(0.9, 0.95))
+    mask_rng = torch.Generator(device=device)
+    mask_rng.manual_seed(cfg.seed * 1000 + dist_info.rank)
+    return TrainState(model, model, optimizer, schedule, mask_rng, bad_frames,
+                      first_bad_step=torch.full((), -1, dtype=torch.long, device=device))
+
+
+def train_step(cfg: TrainConfig, dist_info: dist.DistInfo, state: TrainState, batches: Iterator[Any],
+               window: StepWindow) -> tuple[torch.Tensor, torch.Tensor, SiamMAEOutput]:
+    """One optimizer step: forward and backward over accum_steps micro-batches (gradients all-reduced on
+    the last one), then the update at this step's learning rate.
 
     Returns the last micro-batch's frames [b, 3, S, S] and output (for reconstruction images).
     """
+    set_lr(state.optimizer, state.schedule(state.step))
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and state.device.type == "cuda"
+           else contextlib.nullcontext())
     for k in range(cfg.accum_steps):
         batch = window.next_batch(batches)                              # the host's wait for data is timed
         f1, f2 = batch.f1, batch.f2                                     # [b, 3, S, S] on the device
-        p = model_cfg.patch_size
+        p = cfg.model.patch_size
         n = (f2.shape[-2] // p) * (f2.shape[-1] // p)
-        masking = random_masking(f2.shape[0], n, model_cfg.mask_ratio, f2.device, generator=mask_rng)
-        sync = k == cfg.accum_steps - 1 or not where.enabled
-        with (contextlib.nullcontext() if sync else net.no_sync()), amp:
-            out = net(f1, f2, masking=masking)
+        masking = random_masking(f2.shape[0], n, cfg.model.mask_ratio, f2.device, generator=state.mask_rng)
+        sync = k == cfg.accum_steps - 1 or not dist_info.enabled
+        with (contextlib.nullcontext() if sync else state.net.no_sync()), amp:
+            out = state.net(f1, f2, masking=masking)
         (out.loss / cfg.accum_steps).backward()
         loss = out.loss.detach()
         bad = ~torch.isfinite(loss) & (state.first_bad_step < 0)       # no host sync here
         state.first_bad_step = torch.where(bad, state.step, state.first_bad_step)
         window.add(loss / cfg.accum_steps)
     window.steps += 1
+    if cfg.clip_grad is not None:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.clip_grad)
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
     return f1, f2, out
 
 

@@ -3,19 +3,31 @@ and on many GPUs under `torchrun --nproc_per_node=N $(which siammae-train) ...`.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import click
 
-from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES
+from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES, ModelConfig
 from model.train_config import TrainConfig
+from pipeline.config import DecoderConfig, PairSamplingConfig
 from siammae_common.console import UserError
 
-D = TrainConfig.__dataclass_fields__          # the defaults live in one place: TrainConfig
+FIELDS = {**{f.name: f for f in dataclasses.fields(TrainConfig)},      # one name per setting: the field's
+          **{f.name: f for f in dataclasses.fields(ModelConfig)},      # (the CLI's defaults are the dataclasses')
+          **{f.name: f for f in dataclasses.fields(PairSamplingConfig)},
+          **{f.name: f for f in dataclasses.fields(DecoderConfig)}}
+# "auto" as the command line spells it (TrainConfig.from_options turns "auto" / 0 into the dataclasses' None)
+DEFAULTS: dict[str, object] = {"num_threads": 0, "parallel_source": "auto", "source_prefetch": 0}
 
 
 def default(name: str) -> object:
-    return D[name].default
+    """The option's default: its dataclass field's."""
+    if name in DEFAULTS:
+        return DEFAULTS[name]
+    f = FIELDS[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 class CropScale(click.ParamType):
@@ -37,8 +49,16 @@ CROP_SCALE = CropScale()
 
 
 def opt(*decls: str, name: str, help: str, **kw: object):
-    """A click option whose default is TrainConfig's and is shown in --help."""
+    """A click option named after its dataclass field (`--decoder-embed-dim` sets decoder_embed_dim), with
+    that field's default shown in --help; further decls are the old names, still accepted."""
     return click.option(*decls, name, default=default(name), show_default=True, help=help, **kw)
+
+
+def flag_names(message: str) -> str:
+    """A ValueError of the config tree in the CLI's words: `mask_ratio 1.5: ...` -> `--mask-ratio 1.5: ...`."""
+    options = {p.name for p in main.params}
+    return re.sub(r"\b[a-z]+(?:_[a-z]+)+\b|^[a-z]+\b",
+                  lambda m: "--" + m.group(0).replace("_", "-") if m.group(0) in options else m.group(0), message)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -46,17 +66,21 @@ def opt(*decls: str, name: str, help: str, **kw: object):
               help="Shard folder made by tools/make_shards.py (holds manifest.json).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/siammae"), show_default=True,
               help="Run folder: config.json, checkpoints/, tb/, metrics.jsonl, recon/.")
-@opt("--model", name="model", type=click.Choice(MODEL_NAMES), help="Encoder size and patch.")
+@click.option("--model", "model", type=click.Choice(MODEL_NAMES), default=default("model").name, show_default=True,
+              help="Encoder size and patch.")
 @opt("--encoder", name="encoder", type=click.Choice(ENCODER_KINDS), help="siamese: frames encoded apart; "
      "joint: visible tokens of both frames together.")
 @opt("--decoder", name="decoder", type=click.Choice(DECODER_KINDS), help="Decoder block kind.")
 @opt("--mask-ratio", name="mask_ratio", type=float, help="Fraction of f2's patches masked (0 < r < 1).")
-@opt("--norm-pix/--no-norm-pix", name="norm_pix", help="Targets are per-patch normalised pixels.")
-@opt("--decoder-dim", name="decoder_dim", type=int, help="Decoder width [default: the model's; 512 for ViTs].")
-@opt("--decoder-depth", name="decoder_depth", type=int, help="Decoder blocks [default: the model's; 8].")
-@opt("--decoder-heads", name="decoder_heads", type=int, help="Decoder heads [default: the model's; 16].")
-@opt("--input-size", name="input_size", type=int,
-     help="Crop size S, pairs are S x S [default: the model's; 224, 64 for vit_micro_*].")
+@opt("--norm-pix-loss/--no-norm-pix-loss", "--norm-pix/--no-norm-pix", name="norm_pix_loss",
+     help="Targets are per-patch normalised pixels.")
+@click.option("--decoder-embed-dim", "--decoder-dim", "decoder_embed_dim", type=int, default=None,
+              help="Decoder width [default: the model's; 512 for ViTs].")
+@click.option("--decoder-depth", "decoder_depth", type=int, default=None, help="Decoder blocks [default: the model's; 8].")
+@click.option("--decoder-num-heads", "--decoder-heads", "decoder_num_heads", type=int, default=None,
+              help="Decoder heads [default: the model's; 16].")
+@click.option("--input-size", "input_size", type=int, default=None,
+              help="Crop size S, pairs are S x S [default: the model's; 224, 64 for vit_micro_*].")
 @opt("--batch-size", name="batch_size", type=int,
      help="Pairs per optimizer step, summed over GPUs and accumulation steps.")
 @opt("--accum-steps", name="accum_steps", type=int, help="Gradient accumulation micro-batches per step.")
@@ -79,17 +103,17 @@ def opt(*decls: str, name: str, help: str, **kw: object):
 @opt("--crop-scale", name="crop_scale", type=CROP_SCALE,
      help="LO,HI: area fraction of the frame a crop covers, drawn uniformly (RandomResizedCrop's scale).")
 @opt("--num-workers", name="num_workers", type=int, help="DataLoader workers (--loader wds).")
-@opt("--threads", name="threads", type=int,
+@opt("--num-threads", "--threads", name="num_threads", type=int,
      help="DALI decoder threads (--loader dali); 0: the cores per process (affinity / LOCAL_WORLD_SIZE) minus "
           "the trainer's own (one on a GPU plus the byte reader's workers; --torch-threads on a CPU).")
 @opt("--hw-decoder-load", name="hw_decoder_load", type=float,
      help="Share of the JPEGs DALI sends to the GPU's hardware JPEG decoder (the rest: CPU Huffman + GPU).")
-@opt("--prefetch", name="prefetch", type=int, help="Batches the DALI pipeline prepares ahead.")
+@opt("--prefetch-queue-depth", "--prefetch", name="prefetch_queue_depth", type=int, help="Batches the DALI pipeline prepares ahead.")
 @opt("--parallel-source", name="parallel_source", type=click.Choice(["auto", "on", "off"]),
      help="Read the frames' bytes in DALI worker processes (auto: on with CUDA, off on a CPU).")
 @opt("--py-num-workers", name="py_num_workers", type=int, help="Worker processes of that parallel byte reader.")
 @opt("--source-prefetch", name="source_prefetch", type=int,
-     help="Batches the byte reader's workers prepare ahead, apart from --prefetch; 0: 2 per worker.")
+     help="Batches the byte reader's workers prepare ahead, apart from --prefetch-queue-depth; 0: 2 per worker.")
 @opt("--bad-frame-limit", name="bad_frame_limit", type=float,
      help="Largest fraction of an epoch's pairs that may be replaced because they read a bad frame "
           "(listed in OUT/bad_frames.jsonl); above it the run stops: the data is broadly damaged.")
@@ -124,7 +148,10 @@ def main(**options: object) -> None:
     from model.train import NonFiniteLossError, train
     from pipeline.frame_index import ShardError
 
-    cfg = TrainConfig(**options)  # type: ignore[arg-type]
+    try:
+        cfg = TrainConfig.from_options(**options)
+    except ValueError as e:                      # a bad value: one line naming the option, exit 2
+        raise UserError(flag_names(str(e))) from None
     try:
         train(cfg)
     except NonFiniteLossError as e:

@@ -1,34 +1,51 @@
-"""What a training run is: one frozen dataclass built from the command line, checked before any work."""
+"""What a training run is: one frozen tree of settings (the model, the pair sampling, the DALI decoder,
+the optimisation and the machinery), built from the command line or read back from a run's config.json.
+
+Each setting has one name from the CLI flag to the dataclass field to config.json (`--decoder-embed-dim`
+-> `cfg.model.decoder_embed_dim` -> `"decoder_embed_dim"`); each dataclass checks its own values in its
+`__post_init__` (ValueError, naming the setting), so a bad value never reaches the training loop.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES, ModelConfig, model_config
-from pipeline.shard_format import MANIFEST_NAME, read_manifest
+from model.config import ModelConfig, model_config
+from pipeline.config import DecoderConfig, LoaderKind, PairSamplingConfig
+from pipeline.shard_format import MANIFEST_NAME
+from pipeline.shard_reader import read_manifest
 from siammae_common.console import UserError
+
+DeviceChoice = Literal["auto", "cuda", "cpu"]
+ParallelSourceChoice = Literal["auto", "on", "off"]
+MODEL_FIELDS = ("encoder", "decoder", "mask_ratio", "norm_pix_loss", "input_size", "decoder_embed_dim",
+                "decoder_depth", "decoder_num_heads")
+SAMPLING_FIELDS = ("gap_min", "gap_max", "pairs_per_clip", "crop_scale")
+DALI_FIELDS = ("hw_decoder_load", "prefetch_queue_depth", "num_threads", "py_num_workers", "parallel_source",
+               "source_prefetch")
+# option names before the configuration tree (old command lines and old config.json files still work)
+OLD_NAMES = {"norm_pix": "norm_pix_loss", "decoder_dim": "decoder_embed_dim", "decoder_heads": "decoder_num_heads",
+             "threads": "num_threads", "prefetch": "prefetch_queue_depth"}
+_PARALLEL = {"auto": None, "on": True, "off": False}
+
+
+def _default_dali() -> DecoderConfig:
+    return DecoderConfig(num_threads=0)           # 0: the cores per process minus the trainer's
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every option of siammae-train (the CLI's defaults are these)."""
+    """Every setting of siammae-train (the CLI's defaults are these)."""
 
     shards: Path
-    out: Path
-    # model
-    model: str = "vit_small_patch16"
-    encoder: str = "siamese"
-    decoder: str = "cross-self"
-    mask_ratio: float = 0.95
-    norm_pix: bool = True
-    decoder_dim: int | None = None            # None: the named model's (512 for the ViT sizes)
-    decoder_depth: int | None = None
-    decoder_heads: int | None = None
-    input_size: int | None = None            # None: the named model's (224; 64 for vit_micro_*)
+    out: Path = Path("runs/siammae")
+    model: ModelConfig = field(default_factory=lambda: model_config("vit_small_patch16"))
+    sampling: PairSamplingConfig = field(default_factory=PairSamplingConfig)   # crop_size = model.input_size
+    dali: DecoderConfig = field(default_factory=_default_dali)                # --loader dali
     # optimisation
     batch_size: int = 256                     # pairs per optimizer step, all ranks and accumulation
     accum_steps: int = 1
@@ -43,23 +60,12 @@ class TrainConfig:
     weight_decay: float = 0.05
     clip_grad: float | None = None
     # data
-    loader: str = "dali"
-    pairs_per_clip: int = 2
-    gap_min: int = 4
-    gap_max: int = 48
-    crop_scale: tuple[float, float] = (0.5, 1.0)  # area fraction of the frame each crop covers (lo, hi)
+    loader: LoaderKind = "dali"
     num_workers: int = 2                      # --loader wds: DataLoader worker processes
-    # --loader dali: the knobs siammae-bench sweeps (see pipeline.config.DecoderConfig)
-    threads: int = 0                          # decoder threads; 0: the cores per process minus the trainer's
-    hw_decoder_load: float = 0.65             # share of the JPEGs for the GPU's hardware decoder
-    prefetch: int = 2                         # batches the pipeline prepares ahead
-    parallel_source: str = "auto"             # byte reader in worker processes: auto (on with CUDA), on, off
-    py_num_workers: int = 1                   # worker processes of the parallel byte reader
-    source_prefetch: int = 0                  # batches those workers prepare ahead; 0: 2 per worker
     bad_frame_limit: float = 0.001            # largest fraction of an epoch's pairs replaced for bad frames
     torch_threads: int = 0                    # CPU training: 0 = the cores left beside the loader's threads
     # machinery
-    device: str = "auto"
+    device: DeviceChoice = "auto"
     seed: int = 0
     compile: bool = False
     amp: bool = True                          # bf16 autocast (CUDA only)
@@ -71,14 +77,75 @@ class TrainConfig:
     latest_every: int = 500                   # steps between updates of checkpoints/latest.pt
     recon_every: int = 500                    # steps between reconstruction images
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+    def __post_init__(self) -> None:
+        at_least = {"batch_size": 1, "accum_steps": 1, "epochs": 1, "max_steps": 1, "stop_at_step": 1,
+                    "warmup_steps": 0, "num_workers": 0, "torch_threads": 0, "seed": 0, "log_every": 1,
+                    "save_every": 1, "latest_every": 1, "recon_every": 1}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ValueError(f"{name} {value}: must be at least {low}")
+        if self.seed >= 2**32:
+            raise ValueError(f"seed {self.seed}: must be below 2**32")
+        for name in ("blr", "lr", "clip_grad"):
+            rate = getattr(self, name)
+            if rate is not None and not (math.isfinite(rate) and rate > 0):   # NaN fails every comparison
+                raise ValueError(f"{name} {rate}: must be a finite number above 0")
+        for name in ("min_lr", "weight_decay", "warmup_epochs"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} {value}: must be a finite number, 0 or more")
+        if not 0.0 <= self.bad_frame_limit <= 1.0:
+            raise ValueError(f"bad_frame_limit {self.bad_frame_limit}: must be a fraction between 0 and 1")
+        for name, choices in (("loader", LoaderKind), ("device", DeviceChoice)):
+            if getattr(self, name) not in get_args(choices):
+                raise ValueError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(get_args(choices))}")
+        if self.sampling.crop_size != self.model.input_size:
+            raise ValueError(f"input_size {self.model.input_size}: the pairs' crop size is "
+                             f"{self.sampling.crop_size}; they must be the same")
 
-    def model_config(self) -> ModelConfig:
-        return model_config(self.model, encoder=self.encoder, decoder=self.decoder, mask_ratio=self.mask_ratio,
-                            norm_pix_loss=self.norm_pix, input_size=self.input_size,
-                            decoder_embed_dim=self.decoder_dim, decoder_depth=self.decoder_depth,
-                            decoder_num_heads=self.decoder_heads)
+    @classmethod
+    def from_options(cls, **options: Any) -> TrainConfig:
+        """The tree from flat option names, as the CLI gives them (old names accepted): `model` names the
+        size, None means the model's or the default. Raises ValueError on a bad value."""
+        options = {OLD_NAMES.get(k, k): v for k, v in options.items()}
+        name = options.pop("model", None) or cls.__dataclass_fields__["model"].default_factory().name
+        try:
+            model = model_config(name, **{k: options.pop(k, None) for k in MODEL_FIELDS})
+        except KeyError as e:
+            raise ValueError(f"model {name!r}: {e.args[0]}") from None
+        sampling = {k: tuple(v) if k == "crop_scale" else v
+                    for k in SAMPLING_FIELDS if (v := options.pop(k, None)) is not None}
+        dali = {k: v for k in DALI_FIELDS if (v := options.pop(k, None)) is not None}
+        if isinstance(dali.get("parallel_source"), str):
+            dali["parallel_source"] = _PARALLEL[dali["parallel_source"]]
+        if dali.get("source_prefetch") == 0:                   # 0 on the command line: auto
+            dali["source_prefetch"] = None
+        for key in ("shards", "out", "resume_from"):
+            if options.get(key) is not None:
+                options[key] = Path(options[key])
+        return cls(model=model, sampling=PairSamplingConfig(crop_size=model.input_size, **sampling),
+                   dali=dataclasses.replace(_default_dali(), **dali), **options)
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:
+        """Read back config.json's "train" entry: this layout, or the flat one of runs made before the
+        configuration tree (the model given by name plus overrides)."""
+        if not isinstance(saved.get("model"), dict):
+            return cls.from_options(**saved)
+        values = dict(saved)
+        model = ModelConfig.from_dict(values.pop("model"))
+        sampling = values.pop("sampling", {})
+        sampling = {k: tuple(v) if isinstance(v, list) else v for k, v in sampling.items()}
+        dali = DecoderConfig(**values.pop("dali", {}))
+        for key in ("shards", "out", "resume_from"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        return cls(model=model, sampling=PairSamplingConfig(**sampling), dali=dali, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """config.json's "train" entry: nested as the dataclasses are, paths as strings."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
 
     def micro_batch(self, world_size: int) -> int:
         """Pairs per forward pass on one rank."""
@@ -89,32 +156,22 @@ class TrainConfig:
         return self.out / "checkpoints" / "latest.pt"
 
 
-def check_options(cfg: TrainConfig, world_size: int) -> ModelConfig:
-    """Reject bad options with a one-line UserError before anything is loaded; returns the model config."""
+def check_run_inputs(cfg: TrainConfig, world_size: int) -> None:
+    """What a config alone cannot know: the shard folder, the batch split over this many processes, and the
+    run folder's rules. Raises a one-line UserError before anything is loaded."""
     from model.run_folder import check_run_folder
 
     clips = _checked_manifest(cfg)
-    if cfg.model not in MODEL_NAMES:
-        raise UserError(f"--model {cfg.model}: unknown model; choose one of {', '.join(MODEL_NAMES)}")
-    if cfg.encoder not in ENCODER_KINDS or cfg.decoder not in DECODER_KINDS:
-        raise UserError(f"--encoder {cfg.encoder} / --decoder {cfg.decoder}: expected one of "
-                        f"{'|'.join(ENCODER_KINDS)} / {'|'.join(DECODER_KINDS)}")
-    _check_numbers(cfg)
     per_step = world_size * cfg.accum_steps
     if cfg.batch_size % per_step:
         raise UserError(f"--batch-size {cfg.batch_size} is not divisible by world size {world_size} x "
                         f"--accum-steps {cfg.accum_steps} = {per_step}")
-    try:
-        model_cfg = cfg.model_config()
-    except ValueError as e:          # input size vs patch, heads vs width, mask ratio range
-        raise UserError(f"--model {cfg.model}: {e}") from None
-    epoch_pairs = math.ceil(clips / world_size) * cfg.pairs_per_clip * world_size
+    epoch_pairs = math.ceil(clips / world_size) * cfg.sampling.pairs_per_clip * world_size
     if cfg.batch_size > epoch_pairs:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs ({epoch_pairs}: {clips} "
-                        f"clips x --pairs-per-clip {cfg.pairs_per_clip}), so every step would repeat pairs; "
-                        f"use at most {epoch_pairs}")
+                        f"clips x --pairs-per-clip {cfg.sampling.pairs_per_clip}), so every step would repeat "
+                        f"pairs; use at most {epoch_pairs}")
     check_run_folder(cfg)
-    return model_cfg
 
 
 def _checked_manifest(cfg: TrainConfig) -> int:
@@ -131,41 +188,3 @@ def _checked_manifest(cfg: TrainConfig) -> int:
     if clips < 1:
         raise UserError(f"{path}: the manifest lists no clips")
     return clips
-
-
-def _check_numbers(cfg: TrainConfig) -> None:
-    """Counts are whole and in range, rates finite and positive (NaN fails every comparison below)."""
-    at_least = {"--batch-size": (cfg.batch_size, 1), "--accum-steps": (cfg.accum_steps, 1),
-                "--log-every": (cfg.log_every, 1), "--save-every": (cfg.save_every, 1),
-                "--latest-every": (cfg.latest_every, 1), "--recon-every": (cfg.recon_every, 1),
-                "--epochs": (cfg.epochs, 1), "--max-steps": (cfg.max_steps, 1), "--stop-at-step": (cfg.stop_at_step, 1),
-                "--warmup-steps": (cfg.warmup_steps, 0), "--pairs-per-clip": (cfg.pairs_per_clip, 1),
-                "--threads": (cfg.threads, 0), "--num-workers": (cfg.num_workers, 0), "--prefetch": (cfg.prefetch, 1),
-                "--py-num-workers": (cfg.py_num_workers, 1), "--source-prefetch": (cfg.source_prefetch, 0),
-                "--torch-threads": (cfg.torch_threads, 0), "--input-size": (cfg.input_size, 1),
-                "--decoder-dim": (cfg.decoder_dim, 1), "--decoder-depth": (cfg.decoder_depth, 1),
-                "--decoder-heads": (cfg.decoder_heads, 1), "--seed": (cfg.seed, 0)}
-    for name, (value, low) in at_least.items():
-        if value is not None and value < low:
-            raise UserError(f"{name} {value}: must be at least {low}")
-    if cfg.seed >= 2**32:
-        raise UserError(f"--seed {cfg.seed}: must be below 2**32")
-    positive = {"--blr": cfg.blr, "--lr": cfg.lr, "--clip-grad": cfg.clip_grad}
-    for name, rate in positive.items():
-        if rate is not None and not (math.isfinite(rate) and rate > 0):
-            raise UserError(f"{name} {rate}: must be a finite number above 0")
-    for name, value in {"--min-lr": cfg.min_lr, "--weight-decay": cfg.weight_decay,
-                        "--warmup-epochs": cfg.warmup_epochs}.items():
-        if not (math.isfinite(value) and value >= 0):
-            raise UserError(f"{name} {value}: must be a finite number, 0 or more")
-    if not 0.0 < cfg.mask_ratio < 1.0:
-        raise UserError(f"--mask-ratio {cfg.mask_ratio}: must be between 0 and 1 (exclusive)")
-    if not 0.0 <= cfg.hw_decoder_load <= 1.0:
-        raise UserError(f"--hw-decoder-load {cfg.hw_decoder_load}: must be a fraction between 0 and 1")
-    if not 0.0 <= cfg.bad_frame_limit <= 1.0:
-        raise UserError(f"--bad-frame-limit {cfg.bad_frame_limit}: must be a fraction between 0 and 1")
-    if not 1 <= cfg.gap_min <= cfg.gap_max:
-        raise UserError(f"--gap-min {cfg.gap_min} / --gap-max {cfg.gap_max}: need 1 <= gap-min <= gap-max")
-    lo, hi = cfg.crop_scale
-    if not 0.0 < lo <= hi <= 1.0:
-        raise UserError(f"--crop-scale {lo},{hi}: need 0 < lo <= hi <= 1")

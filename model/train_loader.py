@@ -5,14 +5,14 @@ measures the very loader training uses."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
 
 from model import distributed as dist
 from model.train_config import TrainConfig
-from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
+from pipeline.config import LoaderConfig
 from siammae_common.console import UserError
 
 
@@ -27,25 +27,25 @@ def cores_per_process() -> int:
 
 
 def torch_threads(cfg: TrainConfig, device: torch.device) -> int:
-    """torch's intra-op threads: --torch-threads, else on a CPU the process's cores minus --threads (half
-    of them when --threads is auto: the other half decodes); on a GPU torch's own default."""
+    """torch's intra-op threads: --torch-threads, else on a CPU the process's cores minus --num-threads
+    (half of them when --num-threads is auto: the other half decodes); on a GPU torch's own default."""
     if cfg.torch_threads > 0:
         return cfg.torch_threads
     if device.type == "cpu":
         cores = cores_per_process()
-        return max(1, cores - cfg.threads if cfg.threads > 0 else cores // 2)
+        return max(1, cores - cfg.dali.num_threads if cfg.dali.num_threads > 0 else cores // 2)
     return torch.get_num_threads()
 
 
 def decoder_threads(cfg: TrainConfig, device: torch.device) -> int:
-    """DALI's threads: --threads, else the cores per process minus the trainer's own: on a GPU one core
-    for the training loop's Python thread (and one per parallel-source worker), on a CPU the cores torch
-    computes on."""
-    if cfg.threads > 0:
-        return cfg.threads
+    """DALI's threads: --num-threads, else the cores per process minus the trainer's own: on a GPU one
+    core for the training loop's Python thread (and one per parallel-source worker), on a CPU the cores
+    torch computes on."""
+    if cfg.dali.num_threads > 0:
+        return cfg.dali.num_threads
     cores = cores_per_process()
     if device.type == "cuda":
-        workers = cfg.py_num_workers if cfg.parallel_source != "off" else 0
+        workers = cfg.dali.py_num_workers if cfg.dali.parallel_source is not False else 0
         return max(1, cores - 1 - workers)
     return max(1, cores - torch_threads(cfg, device))
 
@@ -56,18 +56,13 @@ def set_torch_threads(cfg: TrainConfig, device: torch.device) -> None:
     torch.set_num_threads(torch_threads(cfg, device))
 
 
-def loader_config(cfg: TrainConfig, crop_size: int, where: dist.DistInfo, device: torch.device) -> LoaderConfig:
+def loader_config(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device) -> LoaderConfig:
     """This rank's loader settings, every DALI knob resolved (what config.json records)."""
-    sampling = PairSamplingConfig(gap_min=cfg.gap_min, gap_max=cfg.gap_max, pairs_per_clip=cfg.pairs_per_clip,
-                                  crop_size=crop_size, crop_scale=tuple(cfg.crop_scale))
-    parallel = {"auto": None, "on": True, "off": False}[cfg.parallel_source]
-    decoder = DecoderConfig(hw_decoder_load=cfg.hw_decoder_load, prefetch_queue_depth=cfg.prefetch,
-                            num_threads=decoder_threads(cfg, device), py_num_workers=cfg.py_num_workers,
-                            parallel_source=parallel, source_prefetch=cfg.source_prefetch or None)
-    return LoaderConfig(shards=cfg.shards, batch_size=cfg.micro_batch(where.world_size), sampling=sampling,
-                        decoder=decoder, kind=cfg.loader,  # type: ignore[arg-type]
+    return LoaderConfig(shards=cfg.shards, batch_size=cfg.micro_batch(dist_info.world_size),
+                        sampling=cfg.sampling,
+                        decoder=replace(cfg.dali, num_threads=decoder_threads(cfg, device)), kind=cfg.loader,
                         device="cuda" if device.type == "cuda" else "cpu", dtype="float32",
-                        seed=cfg.seed, rank=where.rank, world_size=where.world_size,
+                        seed=cfg.seed, rank=dist_info.rank, world_size=dist_info.world_size,
                         num_workers=cfg.num_workers, bad_frame_limit=cfg.bad_frame_limit,
                         bad_frame_log=cfg.out / "bad_frames.jsonl", batches_per_step=cfg.accum_steps)
 

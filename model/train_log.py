@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from model import distributed as dist
-from model.config import ModelConfig
 from model.distributed import DistInfo
 from model.recon_images import save_png
-from model.schedule import LRSchedule
 from model.train_config import TrainConfig
+from model.train_state import TrainState
+from siammae_common.atomic import write_text_atomic
 from siammae_common.console import progress
 
 
@@ -99,17 +99,18 @@ class StepWindow:
 
 
 class RunLog:
-    def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, schedule: LRSchedule, steps_per_epoch: int,
-                 where: DistInfo, start_step: int, loader: dict[str, Any]) -> None:
+    def __init__(self, cfg: TrainConfig, state: TrainState, steps_per_epoch: int, dist_info: DistInfo,
+                 loader: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is slow to import
 
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        config = {"train": cfg.to_dict(), "model": model_cfg.to_dict(), "schedule": vars(schedule),
-                  "steps_per_epoch": steps_per_epoch, "world_size": where.world_size,
-                  "micro_batch_per_rank": cfg.micro_batch(where.world_size), "torch": torch.__version__,
+        schedule, start_step = state.schedule, state.step
+        config = {"train": cfg.to_dict(), "schedule": vars(schedule),
+                  "steps_per_epoch": steps_per_epoch, "world_size": dist_info.world_size,
+                  "micro_batch_per_rank": cfg.micro_batch(dist_info.world_size), "torch": torch.__version__,
                   "loader": loader}
-        (self.out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+        write_text_atomic(self.out / "config.json", json.dumps(config, indent=1) + "\n")
         metrics = self.out / "metrics.jsonl"
         _drop_rows_after(metrics, start_step)           # rows a resumed-from-earlier run will write again
         self.metrics = metrics.open("a")
@@ -154,6 +155,4 @@ def _drop_rows_after(path: Path, step: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError, TypeError):
             continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))

@@ -21,7 +21,18 @@ class PairSamplingConfig:
     crop_scale: tuple[float, float] = (0.5, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_probability: float = 0.5
-    antialias: bool = False              # antialiased resize costs ~30% on a CPU (DESIGN.md)
+    antialias: bool = False              # an antialiased resize costs ~30% more on a CPU
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.gap_min <= self.gap_max:
+            raise ValueError(f"gap_min {self.gap_min} / gap_max {self.gap_max}: need 1 <= gap_min <= gap_max")
+        if self.pairs_per_clip < 1:
+            raise ValueError(f"pairs_per_clip {self.pairs_per_clip}: must be at least 1")
+        if self.crop_size < 1:
+            raise ValueError(f"crop_size {self.crop_size}: must be at least 1")
+        lo, hi = self.crop_scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"crop_scale {lo},{hi}: need 0 < lo <= hi <= 1")
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,8 @@ class DecoderConfig:
 
     hw_decoder_load: float = 0.65        # share of the JPEGs for the hardware decoder (GPU only)
     prefetch_queue_depth: int = 2        # batches the pipeline works on ahead of the consumer
-    num_threads: int = 2                 # decoder / augmentation threads (siammae-train: cores per process)
+    num_threads: int = 2                 # decoder / augmentation threads; 0 = auto (siammae-train resolves it
+                                         # to the cores per process; a loader needs a number)
     py_num_workers: int = 1              # processes of DALI's parallel external source
     # DALI's parallel external source (worker processes) for the byte reader; None = auto: on for
     # cuda (keeps the main thread free), off on a CPU, where 2 cores measured faster without it.
@@ -38,6 +50,16 @@ class DecoderConfig:
     # batches the parallel source's workers prepare ahead, independent of the pipeline's depth;
     # None = auto: 2 per worker, so every worker always has a batch to read
     source_prefetch: int | None = None
+
+    def __post_init__(self) -> None:
+        at_least = {"num_threads": 0, "prefetch_queue_depth": 1, "py_num_workers": 1}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} {getattr(self, name)}: must be at least {low}")
+        if self.source_prefetch is not None and self.source_prefetch < 1:
+            raise ValueError(f"source_prefetch {self.source_prefetch}: must be at least 1 (or auto)")
+        if not 0.0 <= self.hw_decoder_load <= 1.0:
+            raise ValueError(f"hw_decoder_load {self.hw_decoder_load}: must be a fraction between 0 and 1")
 
     @property
     def source_queue_depth(self) -> int:
@@ -76,20 +98,12 @@ class LoaderConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is outside world_size {self.world_size}")
-        s = self.sampling
-        if not 1 <= s.gap_min <= s.gap_max:
-            raise ValueError(f"need 1 <= gap_min <= gap_max, got {s.gap_min}..{s.gap_max}")
-        if s.pairs_per_clip < 1:
-            raise ValueError(f"pairs_per_clip must be >= 1, got {s.pairs_per_clip}")
         if not 0.0 <= self.bad_frame_limit <= 1.0:      # also false for NaN
             raise ValueError(f"bad_frame_limit must be in [0, 1], got {self.bad_frame_limit}")
         if self.batches_per_step < 1:
             raise ValueError(f"batches_per_step must be >= 1, got {self.batches_per_step}")
-        d = self.decoder
-        if d.num_threads < 1 or d.py_num_workers < 1 or d.prefetch_queue_depth < 1:
-            raise ValueError(f"DALI threads, workers and prefetch depth must be >= 1, got {d}")
-        if d.source_queue_depth < 1 or not 0.0 <= d.hw_decoder_load <= 1.0:
-            raise ValueError(f"need source_prefetch >= 1 and hw_decoder_load in [0, 1], got {d}")
+        if self.decoder.num_threads < 1:       # 0 (auto) is the trainer's to resolve
+            raise ValueError(f"num_threads {self.decoder.num_threads}: a loader needs at least 1 DALI thread")
 
     @property
     def parallel_source(self) -> bool:

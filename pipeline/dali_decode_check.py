@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from nvidia.dali import fn, pipeline_def
 
-from pipeline.dali_graph import GraphSpec, _decode
+from pipeline.dali_graph import GraphSpec, decode_frame
 
 
 class _OneFrame:
@@ -32,7 +32,7 @@ def _build(feed: _OneFrame, spec: GraphSpec, device_id: int | None) -> Any:
     @pipeline_def(enable_conditionals=False)
     def _pipe():
         jpeg, anchor, shape = fn.external_source(feed, num_outputs=3, batch=True)
-        return _decode(jpeg, anchor, shape, spec)
+        return decode_frame(jpeg, anchor, shape, spec)
 
     pipe = _pipe(batch_size=1, num_threads=1, device_id=device_id, prefetch_queue_depth=1, exec_dynamic=True)
     pipe.build()

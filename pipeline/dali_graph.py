@@ -34,7 +34,13 @@ class GraphSpec:
     frame_hint: tuple[int, int] = (240, 320)  # (H, W) to preallocate the HW decoder's buffers
 
 
-def _decode(jpeg: Any, anchor: Any, shape: Any, spec: GraphSpec) -> Any:
+def decode_frame(jpeg: Any, anchor: Any, shape: Any, spec: GraphSpec, axis_names: str = "WH") -> Any:
+    """JPEG bytes -> the crop window decoded as RGB HWC (ROI decode; the whole frame if spec.decode_only).
+
+    anchor / shape: the window's corner and size in pixels, in `axis_names` order ("WH": x-y, as the
+    source's meta; "HW": y-x, as fn.random_crop_generator gives them). On a GPU: device="mixed" with the
+    hardware decoder's share and buffer hints.
+    """
     dev = "mixed" if spec.gpu else "cpu"
     gpu_args = {}
     if spec.gpu:
@@ -46,10 +52,11 @@ def _decode(jpeg: Any, anchor: Any, shape: Any, spec: GraphSpec) -> Any:
     # ROI decode: only the crop window's MCU rows/columns are decoded.
     return fn.decoders.image_slice(jpeg, anchor, shape, device=dev, output_type=types.RGB,
                                    normalized_anchor=False, normalized_shape=False,
-                                   axis_names="WH", **gpu_args)
+                                   axis_names=axis_names, **gpu_args)
 
 
-def _augment(img: Any, flip: Any, spec: GraphSpec) -> Any:
+def augment(img: Any, flip: Any, spec: GraphSpec) -> Any:
+    """A decoded crop -> [3, S, S]: resized to crop_size, mirrored where `flip`, normalised (or uint8)."""
     size = spec.sampling.crop_size
     img = fn.resize(img, resize_x=size, resize_y=size, interp_type=types.INTERP_LINEAR,
                     antialias=spec.sampling.antialias)
@@ -70,11 +77,11 @@ def pair_graph(source: Callable[..., Any], spec: GraphSpec, *, parallel: bool) -
     f1, f2, meta = fn.external_source(source, num_outputs=SOURCE_OUTPUTS, batch=True, batch_info=True,
                                       parallel=parallel, **extra)
     anchor, shape, flip = meta[0:2], meta[2:4], meta[4]
-    d1 = _decode(f1, anchor, shape, spec)
-    d2 = _decode(f2, anchor, shape, spec)
+    d1 = decode_frame(f1, anchor, shape, spec)
+    d2 = decode_frame(f2, anchor, shape, spec)
     if spec.decode_only:
         return d1, d2, meta
-    return _augment(d1, flip, spec), _augment(d2, flip, spec), meta
+    return augment(d1, flip, spec), augment(d2, flip, spec), meta
 
 
 def build_pipeline(source: Callable[..., Any], spec: GraphSpec, batch_size: int, *, parallel: bool,

@@ -24,10 +24,10 @@ from pipeline.batch import FrameFinisher, PairBatch
 from pipeline.config import LoaderConfig
 from pipeline.dali_decode_check import decoder_failures
 from pipeline.dali_graph import GraphSpec, build_pipeline
-from pipeline.dali_reader_graph import READER_NAME, build_reader_pipeline
+from pipeline.dali_reader_graph import build_reader_pipeline
 from pipeline.dali_source import DEBUG_COLUMNS, IndexedPairSource
 from pipeline.frame_index import FrameIndex
-from pipeline.shard_format import list_shards
+from pipeline.shard_reader import list_shards
 
 
 def dali_graph_spec(cfg: LoaderConfig, frame_hint: tuple[int, int] = (240, 320)) -> GraphSpec:
@@ -183,10 +183,6 @@ class DaliPairLoader:
 
     def _device_id(self) -> int | None:
         return torch.cuda.current_device() if self.cfg.device == "cuda" else None
-
-    @property
-    def reader_name(self) -> str:
-        return READER_NAME
 
     def bytes_read(self) -> int | None:
         """Bytes the random-access source read in this process (None when its workers read them)."""

@@ -13,7 +13,7 @@ from typing import Any
 import nvidia.dali.math as dmath
 from nvidia.dali import fn, pipeline_def, types
 
-from pipeline.dali_graph import GraphSpec, _augment, _decode
+from pipeline.dali_graph import GraphSpec, augment, decode_frame
 from pipeline.shard_format import FRAMES_EXT, OFFSETS_EXT
 
 READER_NAME = "Reader"
@@ -21,7 +21,8 @@ READER_NAME = "Reader"
 
 def reader_pair_graph(tars: list[Path], indexes: list[Path], spec: GraphSpec, *, shard_id: int,
                       num_shards: int, seed: int) -> tuple[Any, ...]:
-    """(f1, f2, debug [B, 3] = (sample, i, j)) with one pair per clip read, all inside the graph."""
+    """(f1 [B,3,S,S], f2 [B,3,S,S], debug [B, 3] = (n_frames, i, j) of each pair's clip) with one pair per
+    clip read, all inside the graph; decoded and augmented by the same functions as the main graph."""
     s = spec.sampling
     blob, offs = fn.readers.webdataset(
         paths=[str(t) for t in tars], index_paths=[str(i) for i in indexes], ext=[FRAMES_EXT, OFFSETS_EXT],
@@ -44,16 +45,13 @@ def reader_pair_graph(tars: list[Path], indexes: list[Path], spec: GraphSpec, *,
     anchor, shape = fn.random_crop_generator(fn.peek_image_shape(f1), random_area=list(s.crop_scale),
                                              random_aspect_ratio=list(s.crop_ratio))
     flip = fn.random.coin_flip(probability=s.flip_probability)
-    yx = {"axis_names": "HW"}                 # random_crop_generator gives (y, x) and (h, w)
-    dev = "mixed" if spec.gpu else "cpu"
-    d1 = fn.decoders.image_slice(f1, anchor, shape, device=dev, output_type=types.RGB,
-                                 normalized_anchor=False, normalized_shape=False, **yx)
-    d2 = fn.decoders.image_slice(f2, anchor, shape, device=dev, output_type=types.RGB,
-                                 normalized_anchor=False, normalized_shape=False, **yx)
+    # random_crop_generator gives the window as (y, x) and (h, w)
+    d1 = decode_frame(f1, anchor, shape, spec, axis_names="HW")
+    d2 = decode_frame(f2, anchor, shape, spec, axis_names="HW")
     debug = fn.stack(fn.cast(n, dtype=types.INT64), i, j)
     if spec.decode_only:
-        return _decode(f1, None, None, spec), _decode(f2, None, None, spec), debug
-    return _augment(d1, flip, spec), _augment(d2, flip, spec), debug
+        return d1, d2, debug
+    return augment(d1, flip, spec), augment(d2, flip, spec), debug
 
 
 def build_reader_pipeline(tars: list[Path], indexes: list[Path], spec: GraphSpec, batch_size: int, *,

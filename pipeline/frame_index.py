@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.shard_format import MANIFEST_NAME, clip_frame_table, list_shards
+from pipeline.shard_format import MANIFEST_NAME
+from pipeline.shard_reader import clip_frame_table, list_shards
 
 
 class ShardError(ValueError):

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from video_corpus import write_mixed_videos
+
+import tools.make_shards as make_shards_tool
+import tools.make_synthetic as make_synthetic_tool
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = REPO / "tools"
-
-
-def load_tool(name: str) -> ModuleType:
-    """Import tools/<name>.py by path (tools are scripts, not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_synthetic_config():
     """A few seconds of work: 3 classes x 2 clips at 64x48, and small DAVIS / JHMDB / VIP sets."""
-    synth = load_tool("make_synthetic")
-    return synth.SyntheticConfig(
+    return make_synthetic_tool.SyntheticConfig(
         seed=0, ucf_classes=3, ucf_clips_per_class=2, ucf_size=(64, 48), ucf_frames=(24, 40),
         davis_sequences=2, davis_size=(96, 64), davis_frames=(10, 14),
         jhmdb_actions=2, jhmdb_videos_per_action=1, jhmdb_size=(96, 64), jhmdb_frames=(10, 14),
@@ -38,15 +26,29 @@ def tiny_synthetic_config():
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic set: UCF-101/ + ucfTrainTestlist/, DAVIS/, JHMDB/ and VIP/ (see make_synthetic.py)."""
     root = tmp_path_factory.mktemp("synthetic")
-    load_tool("make_synthetic").make_synthetic(root, tiny_synthetic_config(), workers=2)
+    make_synthetic_tool.make_synthetic(root, tiny_synthetic_config(), workers=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Videos in several codecs and containers plus bad inputs (video_corpus.GOOD / BAD)."""
+    return write_mixed_videos(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture(scope="session")
+def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """make_shards' output for video_dir: 2 clips per shard."""
+    out = tmp_path_factory.mktemp("shards")
+    make_shards_tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
+    return out
 
 
 @pytest.fixture(scope="session")
 def synthetic_shards(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shards of the synthetic UCF set: a folder with shards-00000N.tar/.idx (2 clips each) + manifest.json."""
     out = tmp_path_factory.mktemp("shards")
-    load_tool("make_shards").make_shards(synthetic_root, out, shard_size="2clips", workers=2)
+    make_shards_tool.make_shards(synthetic_root, out, shard_size="2clips", workers=2)
     return out
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from coded_shards import DAMAGE_KINDS, damage_in_plan, write_coded_shards
 
 from pipeline.bad_frames import TooManyBadFrames
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.loader import build_pair_loader
 from pipeline.sampling import plan_epoch
-from pipeline.testing import DAMAGE_KINDS, damage_in_plan, write_coded_shards
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45, 30, 25, 35, 20, 50]
 H, W, S, B = 48, 64, 32, 4
@@ -121,10 +121,10 @@ def test_the_ledger_round_trips_through_plain_containers(damaged: Path) -> None:
 def test_the_byte_check_passes_good_frames_and_names_each_damage() -> None:
     import io
 
+    from coded_shards import coded_frame, damage_jpeg, jpeg
     from PIL import Image
 
     from pipeline.jpeg_check import jpeg_problem
-    from pipeline.testing import coded_frame, damage_jpeg, jpeg
 
     good = jpeg(coded_frame(5, H, W))
     buf = io.BytesIO()
@@ -145,12 +145,12 @@ def test_byte_check_plus_either_decoder_reject_the_same_frames(kind: str) -> Non
     truncation below the crop. With the shared byte check in front, both loaders reject every kind."""
     import io
 
+    from coded_shards import coded_frame, damage_jpeg, jpeg
     from PIL import Image
 
     from pipeline.dali_decode_check import decoder_failures
     from pipeline.dali_graph import GraphSpec
     from pipeline.jpeg_check import jpeg_problem
-    from pipeline.testing import coded_frame, damage_jpeg, jpeg
 
     frame = damage_jpeg(jpeg(coded_frame(3, H, W)), kind)
     try:

@@ -10,8 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from pipeline.testing import coded_frame, write_coded_shards
+from coded_shards import coded_frame, write_coded_shards
 
 N_FRAMES = [30, 20, 25]
 

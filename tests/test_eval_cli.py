@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from evaluation.cli import main
-from evaluation.davis_io import open_davis, read_id_png, write_id_png
+from evaluation.dataset_io import read_id_png, write_id_png
+from evaluation.davis_io import open_davis
 
 TINY = ["--short-side", "native", "--size-multiple", "8", "--device", "cpu"]
 

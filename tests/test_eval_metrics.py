@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.davis_io import PALETTE
+from evaluation.dataset_io import PALETTE
 from evaluation.davis_metrics import (
     boundary_radius,
     db_eval_boundary,

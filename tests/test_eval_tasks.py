@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluation import davis, davis_io, jhmdb, vip
+from evaluation import dataset_io, davis, davis_io, jhmdb, vip
 from evaluation.davis_score import score_results
 from evaluation.features import PixelFeatures
 from evaluation.nearest import resize_ids
@@ -24,11 +24,11 @@ def test_davis_reader_and_palette_writer_round_trip(synthetic_root: Path, tmp_pa
     sequences = davis_io.open_davis(synthetic_root / "DAVIS")
     assert sequences and all(len(s.frames) == len(s.masks) for s in sequences)
     gt, n_objects = davis_io.read_annotations(sequences[0])
-    assert gt.ndim == 3 and n_objects >= 1 and gt.shape[1:] == davis_io.read_frame(sequences[0].frames[0]).shape[:2]
-    davis_io.write_id_png(tmp_path / "x.png", gt[0])
+    assert gt.ndim == 3 and n_objects >= 1 and gt.shape[1:] == dataset_io.read_frame(sequences[0].frames[0]).shape[:2]
+    dataset_io.write_id_png(tmp_path / "x.png", gt[0])
     with Image.open(tmp_path / "x.png") as image:
         assert image.mode == "P" and image.getpalette()[:6] == [0, 0, 0, 128, 0, 0]
-    assert (davis_io.read_id_png(tmp_path / "x.png", gt.shape[1:]) == gt[0]).all()
+    assert (dataset_io.read_id_png(tmp_path / "x.png", gt.shape[1:]) == gt[0]).all()
 
 
 def test_ground_truth_as_results_scores_one(synthetic_root: Path, tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_davis_propagation_writes_every_frame_and_scores_it(synthetic_root: Path
     for seq in davis_io.open_davis(synthetic_root / "DAVIS"):
         written = sorted(p.name for p in (tmp_path / "out" / seq.name).glob("*.png"))
         assert written == [f.stem + ".png" for f in seq.frames]
-        assert davis_io.read_id_png(tmp_path / "out" / seq.name / written[1]).shape == (64, 96)
+        assert dataset_io.read_id_png(tmp_path / "out" / seq.name / written[1]).shape == (64, 96)
     assert 0.2 < metrics["J&F-Mean"] <= 1.0
     assert metrics["settings"]["topk"] == 7 and metrics["features"] == "pixels-flatten"
     assert metrics["protocol"] == "cropmae" and metrics["score_on"] == "native"
@@ -56,12 +56,12 @@ def test_protocol_size_scoring_writes_and_scores_at_the_input_size(synthetic_roo
     metrics = davis.run_davis(PixelFeatures(8), synthetic_root / "DAVIS", tmp_path / "out", settings,
                               score_on="protocol-size")
     seq = davis_io.open_davis(synthetic_root / "DAVIS")[0]
-    assert davis_io.read_id_png(tmp_path / "out" / seq.name / f"{seq.frame_ids[1]}.png").shape == (48, 80)
+    assert dataset_io.read_id_png(tmp_path / "out" / seq.name / f"{seq.frame_ids[1]}.png").shape == (48, 80)
     assert metrics["score_on"] == "protocol-size" and 0.0 < metrics["J&F-Mean"] <= 1.0
     resized = tmp_path / "gt"                   # annotations resized as the protocol resizes them score 1
     for s in davis_io.open_davis(synthetic_root / "DAVIS"):
         for mask in s.masks:
-            davis_io.write_id_png(resized / s.name / mask.name, resize_ids(davis_io.read_id_png(mask), (48, 80),
+            dataset_io.write_id_png(resized / s.name / mask.name, resize_ids(dataset_io.read_id_png(mask), (48, 80),
                                                                            "nearest"))
     assert score_results(synthetic_root / "DAVIS", resized, score_on="protocol-size")["J&F-Mean"] == 1.0
 
@@ -125,12 +125,12 @@ def test_vip_reader_and_run_on_pixels(synthetic_root: Path, tmp_path: Path) -> N
     metrics = vip.run_vip(PixelFeatures(8), synthetic_root / "VIP", tmp_path / "a", SMALL)
     assert 0.0 < metrics["mIoU"] <= 1.0 and len(metrics["per_class"]) == 20 and metrics["protocol"] == "cropmae"
     first = videos[0]
-    truth = davis_io.read_id_png(first.labels[0])
-    round_trip = davis_io.read_id_png(tmp_path / "a" / first.name / f"{first.frames[0].stem}.png")
+    truth = dataset_io.read_id_png(first.labels[0])
+    round_trip = dataset_io.read_id_png(tmp_path / "a" / first.name / f"{first.frames[0].stem}.png")
     assert round_trip.shape == truth.shape and 0.5 < (round_trip == truth).mean() < 1.0  # CRW: through the grid
     exact = dataclasses.replace(SMALL, first_frame_output="ground-truth")
     vip.run_vip(PixelFeatures(8), synthetic_root / "VIP", tmp_path / "b", exact)
-    assert (davis_io.read_id_png(tmp_path / "b" / first.name / f"{first.frames[0].stem}.png") == truth).all()
+    assert (dataset_io.read_id_png(tmp_path / "b" / first.name / f"{first.frames[0].stem}.png") == truth).all()
 
 
 @pytest.mark.gpu
@@ -142,6 +142,6 @@ def test_davis_on_the_gpu_matches_the_cpu(synthetic_root: Path, tmp_path: Path, 
                           dataclasses.replace(settings, device="cuda"))
     assert gpu["J&F-Mean"] == pytest.approx(cpu["J&F-Mean"], abs=2e-3)
     seq = davis_io.open_davis(synthetic_root / "DAVIS")[0]
-    same = [(davis_io.read_id_png(tmp_path / "cpu" / seq.name / f"{f}.png")
-             == davis_io.read_id_png(tmp_path / "gpu" / seq.name / f"{f}.png")).mean() for f in seq.frame_ids]
+    same = [(dataset_io.read_id_png(tmp_path / "cpu" / seq.name / f"{f}.png")
+             == dataset_io.read_id_png(tmp_path / "gpu" / seq.name / f"{f}.png")).mean() for f in seq.frame_ids]
     assert min(same) > 0.99

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from coded_shards import write_coded_shards
 
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.loader import build_pair_loader
 from pipeline.sampling import rank_clips
-from pipeline.testing import write_coded_shards
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45, 30]
 S = 32

@@ -7,65 +7,24 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from conftest import REPO, load_tool
+from conftest import REPO
 from PIL import Image
-from video_corpus import ffmpeg, ffmpeg_frame_count, lavfi_source
+from video_corpus import BAD, GOOD, ffmpeg_frame_count
 
-from pipeline import shard_format as sf
+import tools.make_shards as make_shards_tool
+import tools.sharding.decode as decode_module
+from pipeline import shard_reader as sr
 
 TOOL = str(REPO / "tools" / "make_shards.py")
 
 
-def _testsrc(frames: int) -> list[str]:
-    """testsrc2 at 64x48, 25 frames/s, this many frames."""
-    return lavfi_source(frames / 25)
-
-
-@pytest.fixture(scope="module")
-def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Good videos in several codecs and containers, plus one of each kind of bad input."""
-    root = tmp_path_factory.mktemp("videos")
-    (root / "A").mkdir()
-    (root / "B").mkdir()
-    ffmpeg(*_testsrc(30), "-c:v", "mpeg4", "-q:v", "3", str(root / "A" / "mpeg4.avi"))
-    ffmpeg(*_testsrc(27), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-            str(root / "A" / "h264.mp4"))
-    ffmpeg(*_testsrc(22), "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(root / "B" / "mjpeg.mkv"))
-    # variable frame rate: frames 10.. come 0.3 s later, and some frames are 1/50 s apart
-    ffmpeg(*_testsrc(26), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'",
-            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
-            str(root / "B" / "vfr.mp4"))
-    ffmpeg(*_testsrc(25), "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4",
-            "-c:a", "aac", "-shortest", str(root / "B" / "with audio.mov"))          # also a space in the name
-    (root / "B" / "empty.avi").write_bytes(b"")
-    (root / "B" / "notes.mp4").write_text("this is not a video\n")
-    data = (root / "A" / "mpeg4.avi").read_bytes()
-    (root / "B" / "truncated.avi").write_bytes(data[:len(data) // 2])
-    ffmpeg(*_testsrc(5), "-c:v", "mpeg4", str(root / "B" / "short.avi"))
-    (root / "B" / "readme.txt").write_text("ignored: not a video extension\n")
-    return root
-
-
-GOOD = {"A/mpeg4.avi", "A/h264.mp4", "B/mjpeg.mkv", "B/vfr.mp4", "B/with audio.mov"}
-BAD = {"B/empty.avi": "empty", "B/notes.mp4": "not a readable video", "B/truncated.avi": "",
-       "B/short.avi": "too short"}
-
-
-@pytest.fixture(scope="module")
-def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("shards")
-    load_tool("make_shards").make_shards(video_dir, out, shard_size="2clips", workers=2)
-    return out
-
-
-def _all_clips(out: Path) -> dict[str, sf.Clip]:
-    return {c.key: c for s in sf.list_shards(out) for c in sf.iter_clips(s.tar)}
+def _all_clips(out: Path) -> dict[str, sr.Clip]:
+    return {c.key: c for s in sr.list_shards(out) for c in sr.iter_clips(s.tar)}
 
 
 def test_frame_counts_equal_ffmpegs_own_count(video_dir: Path, shards: Path) -> None:
@@ -105,7 +64,7 @@ def test_jpegs_are_baseline_420(shards: Path) -> None:
 
 
 def test_manifest_totals_and_failures(shards: Path) -> None:
-    manifest = sf.read_manifest(shards)
+    manifest = sr.read_manifest(shards)
     raw = json.loads((shards / "manifest.json").read_text())
     clips = _all_clips(shards)
     assert manifest.complete and manifest.clips == len(clips) == len(GOOD) == raw["totals"]["clips"]
@@ -121,16 +80,16 @@ def test_manifest_totals_and_failures(shards: Path) -> None:
 
 
 def test_clip_order_is_shuffled_with_the_seed(video_dir: Path, shards: Path, tmp_path: Path) -> None:
-    keys = [c.key for s in sf.list_shards(shards) for c in sf.iter_clips(s.tar)]
-    load_tool("make_shards").make_shards(video_dir, tmp_path / "s1", shard_size="2clips", seed=1, workers=1)
-    other = [c.key for s in sf.list_shards(tmp_path / "s1") for c in sf.iter_clips(s.tar)]
+    keys = [c.key for s in sr.list_shards(shards) for c in sr.iter_clips(s.tar)]
+    make_shards_tool.make_shards(video_dir, tmp_path / "s1", shard_size="2clips", seed=1, workers=1)
+    other = [c.key for s in sr.list_shards(tmp_path / "s1") for c in sr.iter_clips(s.tar)]
     assert sorted(keys) == sorted(other) and keys != other
 
 
 def test_resume_after_an_interrupted_run(video_dir: Path, shards: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    tool = load_tool("make_shards")
-    from sharding.writer import ShardSink
+    tool = make_shards_tool
+    from tools.sharding.writer import ShardSink
     real_add, calls = ShardSink.add, []
 
     def add_then_die(self, key, *args):
@@ -144,14 +103,14 @@ def test_resume_after_an_interrupted_run(video_dir: Path, shards: Path, tmp_path
     with pytest.raises(KeyboardInterrupt):
         tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
     monkeypatch.setattr(ShardSink, "add", real_add)
-    first = sf.read_manifest(out)
+    first = sr.read_manifest(out)
     assert not first.complete and len(first.shards) == 1            # the half-written 2nd shard was dropped
     assert not list(out.glob("*.tmp"))
     kept = first.shards[0].tar.stat().st_mtime_ns
     tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
-    resumed = sf.read_manifest(out)
+    resumed = sr.read_manifest(out)
     assert resumed.complete and resumed.shards[0].tar.stat().st_mtime_ns == kept
-    keys = [c.key for s in resumed.shards for c in sf.iter_clips(s.tar)]
+    keys = [c.key for s in resumed.shards for c in sr.iter_clips(s.tar)]
     assert sorted(keys) == sorted(_all_clips(shards)) and len(keys) == len(set(keys))
     assert len(resumed.failures) == len(BAD)
 
@@ -163,22 +122,22 @@ def test_resume_with_other_options_is_refused(video_dir: Path, shards: Path) -> 
 
 
 def test_parts_partition_the_input_exactly(video_dir: Path, shards: Path, tmp_path: Path) -> None:
-    tool = load_tool("make_shards")
+    tool = make_shards_tool
     out = tmp_path / "parts"
     per_part = []
     for k in (1, 2, 3):
         m = tool.make_shards(video_dir, out, shard_size="1clips", part=(k, 3), workers=1)
-        per_part.append({c.key for s in m.shards for c in sf.iter_clips(s.tar)} | {f.source for f in m.failures})
+        per_part.append({c.key for s in m.shards for c in sr.iter_clips(s.tar)} | {f.source for f in m.failures})
         assert (out / "manifest.json").exists() == (k == 3)           # the last part merges
     assert sum(len(p) for p in per_part) == len(set().union(*per_part)) == len(GOOD) + len(BAD)
-    merged = sf.read_manifest(out)
+    merged = sr.read_manifest(out)
     assert merged.complete and merged.clips == len(GOOD) and len(merged.failures) == len(BAD)
     assert len({s.tar.name for s in merged.shards}) == merged.clips
 
 
 def test_options_fps_short_side_max_frames(video_dir: Path, tmp_path: Path) -> None:
-    tool = load_tool("make_shards")
-    decode = sys.modules["sharding.decode"]
+    tool = make_shards_tool
+    decode = decode_module
     opts = decode.DecodeOptions(fps=10, short_side=32, max_frames=9, min_frames=2)
     tool.make_shards(video_dir / "A", tmp_path, options=opts, workers=1)
     clips = _all_clips(tmp_path)
@@ -216,7 +175,7 @@ def test_an_empty_or_missing_source_is_an_error_and_writes_nothing(tmp_path: Pat
 
 
 def test_videos_added_after_a_complete_run_are_sharded_by_a_rerun(video_dir: Path, tmp_path: Path) -> None:
-    tool = load_tool("make_shards")
+    tool = make_shards_tool
     src = tmp_path / "src"
     (src / "A").mkdir(parents=True)
     (src / "A" / "one.avi").write_bytes((video_dir / "A" / "mpeg4.avi").read_bytes())
@@ -226,66 +185,8 @@ def test_videos_added_after_a_complete_run_are_sharded_by_a_rerun(video_dir: Pat
     assert again.complete and again.clips == 2 and len(again.shards) == 2
 
 
-def test_tarfile_sees_four_members_per_clip(shards: Path) -> None:
-    for shard in sf.list_shards(shards):
-        with tarfile.open(shard.tar) as tar:
-            names = tar.getnames()
-        assert len(names) == 4 * shard.clips
-        assert [n.split(".", 1)[1] for n in names[:4]] == ["frames", "offsets", "pts", "json"]
-        assert " pts " in shard.index.read_text().splitlines()[1]          # DALI's index lists it too
-        assert sf.read_manifest(shards).format_version == 2
-
-
-def test_webdataset_reads_the_shards(shards: Path) -> None:
-    import webdataset as wds
-    expected = _all_clips(shards)
-    urls = [str(s.tar) for s in sf.list_shards(shards)]
-    seen = 0
-    for sample in wds.WebDataset(urls, shardshuffle=False):
-        clip = expected[sample["__key__"]]
-        assert sample["frames"] == clip.frames_bytes
-        np.testing.assert_array_equal(sf.decode_offsets(sample["offsets"]), clip.offsets)
-        np.testing.assert_array_equal(sf.decode_pts(sample["pts"], clip.n_frames), clip.pts)
-        assert json.loads(sample["json"]) == clip.meta
-        seen += 1
-    assert seen == len(expected)
-
-
-def test_dali_reads_the_shards_with_the_written_index(shards: Path) -> None:
-    pytest.importorskip("nvidia.dali")
-    from nvidia.dali import fn, pipeline_def
-    infos = sf.list_shards(shards)
-    expected = [c for s in infos for c in sf.iter_clips(s.tar)]
-
-    @pipeline_def(batch_size=len(expected), num_threads=1, device_id=None)
-    def pipe():
-        return tuple(fn.readers.webdataset(paths=[str(s.tar) for s in infos],
-                                           index_paths=[str(s.index) for s in infos],
-                                           ext=["frames", "offsets", "pts", "json"],
-                                           missing_component_behavior="error"))
-
-    p = pipe()
-    p.build()
-    frames, offsets, pts, meta = p.run()
-    for k, clip in enumerate(expected):
-        assert np.array(frames.at(k)).tobytes() == clip.frames_bytes
-        assert np.array(offsets.at(k)).tobytes() == sf.encode_offsets(clip.offsets)
-        assert np.array(pts.at(k)).tobytes() == sf.encode_pts(clip.pts)
-        assert json.loads(np.array(meta.at(k)).tobytes()) == clip.meta
-
-
-def test_clip_frame_table_gives_byte_ranges_of_single_frames(shards: Path) -> None:
-    shard = sf.list_shards(shards)[0]
-    data = shard.tar.read_bytes()
-    for loc, clip in zip(sf.clip_frame_table(shard.tar), sf.iter_clips(shard.tar)):
-        assert loc.key == clip.key and loc.n_frames == clip.n_frames
-        for i in (0, clip.n_frames - 1):
-            start, length = loc.frame_range(i)
-            assert data[start:start + length] == clip.frame(i)
-
-
 def test_synthetic_shards_fixture(synthetic_shards: Path, synthetic_root: Path) -> None:
-    manifest = sf.read_manifest(synthetic_shards)
+    manifest = sr.read_manifest(synthetic_shards)
     assert manifest.complete and manifest.clips == 6 and not manifest.failures
     assert manifest.classes == [line.split()[1] for line in
                                 (synthetic_root / "ucfTrainTestlist" / "classInd.txt").read_text().splitlines()]

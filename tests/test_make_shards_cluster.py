@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, load_tool
+from conftest import REPO
 from video_corpus import FFMPEG, ffmpeg, lavfi_source
 
+import tools.make_shards as make_shards_tool
+import tools.sharding.decode as decode_module
 from pipeline import shard_format as sf
+from pipeline import shard_reader as sr
 from pipeline.frame_index import FrameIndex
 
 TOOL = str(REPO / "tools" / "make_shards.py")
@@ -41,7 +44,7 @@ def run(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def keys_of(manifest: sf.Manifest) -> list[str]:
-    return [k for s in manifest.shards for k in sf.read_index_keys(s.index)]
+    return [k for s in manifest.shards for k in sr.read_index_keys(s.index)]
 
 
 def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(videos: Path,
@@ -51,7 +54,7 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
     # another part's shard in progress: the old make_shards deleted every NAME-*.tar.tmp when it started
     foreign = out / "shards-000001.tar.tmp"
     foreign.write_bytes(b"part 2 is writing this")
-    load_tool("make_shards").make_shards(videos, out, part=(1, 3), shard_size="2clips", workers=1)
+    make_shards_tool.make_shards(videos, out, part=(1, 3), shard_size="2clips", workers=1)
     assert foreign.read_bytes() == b"part 2 is writing this"
     foreign.unlink()
     shutil.rmtree(out)
@@ -63,8 +66,8 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
     merged = run("--merge", str(out))
     assert merged.returncode == 0, merged.stderr
-    whole = sf.read_manifest(out)
-    single = load_tool("make_shards").make_shards(videos, tmp_path / "single", workers=2)
+    whole = sr.read_manifest(out)
+    single = make_shards_tool.make_shards(videos, tmp_path / "single", workers=2)
     assert sorted(keys_of(whole)) == sorted(keys_of(single)) and len(set(keys_of(whole))) == len(keys_of(whole))
     assert [f.source for f in whole.failures] == ["C0/broken.avi"] and whole.complete
     assert whole.options["parts"] == 3 and "part" not in whole.options
@@ -73,7 +76,7 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
 
 
 def test_merge_refuses_a_missing_or_incomplete_part(videos: Path, tmp_path: Path) -> None:
-    out, tool = tmp_path / "parts", load_tool("make_shards")
+    out, tool = tmp_path / "parts", make_shards_tool
     for k in (1, 2):
         assert tool.make_shards(videos, out, part=(k, 3), workers=1).complete
     missing = run("--merge", str(out))
@@ -103,7 +106,7 @@ def _fake_ffmpeg(tmp_path: Path, action: str) -> Path:
                          ids=["decoder-killed", "worker-killed"])
 def test_a_clip_killed_by_the_environment_is_not_a_bad_input_and_a_rerun_retries_it(
         videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str, workers: int) -> None:
-    tool = load_tool("make_shards")
+    tool = make_shards_tool
     fake = str(_fake_ffmpeg(tmp_path, action))
     monkeypatch.setattr("imageio_ffmpeg.get_ffmpeg_exe", lambda: fake)
     first = tool.make_shards(videos, tmp_path / "o", workers=workers)
@@ -119,11 +122,11 @@ def test_retry_failed_retries_recorded_failures(videos: Path, tmp_path: Path) ->
     shutil.copytree(videos, src)
     out = tmp_path / "o"
     assert run(str(src), "--out", str(out), "--workers", "1").returncode == 0
-    assert [f.source for f in sf.read_manifest(out).failures] == ["C0/broken.avi"]
+    assert [f.source for f in sr.read_manifest(out).failures] == ["C0/broken.avi"]
     shutil.copy(src / "C0" / "clip0.avi", src / "C0" / "broken.avi")          # the user fixed the file
     assert "nothing to do" in run(str(src), "--out", str(out)).stderr
     assert run(str(src), "--out", str(out), "--retry-failed", "--workers", "1").returncode == 0
-    manifest = sf.read_manifest(out)
+    manifest = sr.read_manifest(out)
     assert manifest.complete and not manifest.failures and "C0__broken" in keys_of(manifest)
 
 
@@ -153,7 +156,7 @@ def test_unreadable_folders_and_broken_links_are_failures_not_a_crash(videos: Pa
         for name in ("no_read", "no_search"):
             (src / name).chmod(0o755)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    manifest = sf.read_manifest(out)
+    manifest = sr.read_manifest(out)
     reasons = {f.source: f.reason for f in manifest.failures}
     assert reasons["no_read/"].startswith("folder not readable")
     assert reasons["no_search/inside.avi"].startswith("cannot read")
@@ -209,8 +212,8 @@ def test_kill_9_leaves_no_worker_or_ffmpeg_behind(tmp_path: Path) -> None:
 
 def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    tool = load_tool("make_shards")
-    from pipeline.shard_format import ShardWriter
+    tool = make_shards_tool
+    from tools.sharding.format_writer import ShardWriter
     real_add, calls = ShardWriter.add, []
 
     def add_until_full(self, *args):
@@ -223,7 +226,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Pat
     out = tmp_path / "o"
     with pytest.raises(tool.EnvironmentFailure, match="no space left"):
         tool.make_shards(videos, out, shard_size="2clips", workers=1)
-    stopped = sf.read_manifest(out)
+    stopped = sr.read_manifest(out)
     assert len(stopped.shards) == 2 and not stopped.complete and not list(out.glob("*.tmp"))
     assert [f.source for f in stopped.failures] in ([], ["C0/broken.avi"])     # nothing blamed on the inputs
     monkeypatch.undo()
@@ -232,8 +235,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Pat
 
 
 def test_out_of_memory_in_a_worker_is_an_environment_failure(videos: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    load_tool("make_shards")
-    decode = sys.modules["sharding.decode"]
+    decode = decode_module
 
     def no_memory(*_):
         raise MemoryError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, load_tool
+from conftest import REPO
 from PIL import Image
 from video_corpus import (
     KEEP,
@@ -24,7 +24,9 @@ from video_corpus import (
     make_corpus,
 )
 
-from pipeline import shard_format as sf
+import tools.make_shards as make_shards_tool
+from pipeline import shard_reader as sr
+from tools.sharding.decode import DecodeOptions
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -38,12 +40,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
 @pytest.fixture(scope="module")
 def sharded(corpus: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus_shards")
-    load_tool("make_shards").make_shards(corpus[0], out, shard_size="4clips", workers=2)
+    make_shards_tool.make_shards(corpus[0], out, shard_size="4clips", workers=2)
     return out
 
 
-def _clips(out: Path) -> dict[str, sf.Clip]:
-    return {c.meta["source"]: c for s in sf.list_shards(out) for c in sf.iter_clips(s.tar)}
+def _clips(out: Path) -> dict[str, sr.Clip]:
+    return {c.meta["source"]: c for s in sr.list_shards(out) for c in sr.iter_clips(s.tar)}
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,7 +55,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def test_every_good_clip_is_kept_with_ffmpegs_own_frame_count(corpus, sharded: Path) -> None:
     root, expected = corpus
     clips = _clips(sharded)
-    reasons = {f.source: f.reason for f in sf.read_manifest(sharded).failures}
+    reasons = {f.source: f.reason for f in sr.read_manifest(sharded).failures}
     for source, outcome in expected.items():
         if outcome == KEEP:
             assert source in clips, f"{source} was rejected: {reasons.get(source)}"
@@ -77,7 +79,7 @@ def test_a_clip_whose_decoder_prints_an_error_but_decodes_every_frame_is_kept(sh
     """The old make_shards rejected any clip with an error-level decoder line ("decode errors")."""
     clip = _clips(sharded)["real/h264_error_line_every_frame.mp4"]
     assert clip.n_frames == 50
-    warned = {w.source: w for w in sf.read_manifest(sharded).warnings}
+    warned = {w.source: w for w in sr.read_manifest(sharded).warnings}
     assert "A non-intra slice in an IDR NAL unit." in warned["real/h264_error_line_every_frame.mp4"].first[0]
 
 
@@ -91,7 +93,7 @@ def test_an_avi_with_empty_dropped_frame_chunks_is_kept(sharded: Path) -> None:
 
 def test_bad_inputs_are_reported_with_reasons(corpus, sharded: Path) -> None:
     _, expected = corpus
-    reasons = {f.source: f.reason for f in sf.read_manifest(sharded).failures}
+    reasons = {f.source: f.reason for f in sr.read_manifest(sharded).failures}
     clips = _clips(sharded)
     for source, outcome in expected.items():
         if outcome == TRUNCATED:
@@ -141,13 +143,13 @@ def test_strict_rejects_a_clip_with_decoder_errors_keep_damaged_keeps_truncated(
     strict = subprocess.run([sys.executable, script, str(root / "real"), "--out", str(tmp_path / "strict"),
                              "--strict", "--workers", "2"], capture_output=True, text=True, check=False)
     assert strict.returncode == 0, strict.stderr
-    reasons = {f.source: f.reason for f in sf.read_manifest(tmp_path / "strict").failures}
+    reasons = {f.source: f.reason for f in sr.read_manifest(tmp_path / "strict").failures}
     assert "A non-intra slice" in reasons["h264_error_line_every_frame.mp4"] and "--strict" in reasons[
         "h264_error_line_every_frame.mp4"]
-    tool = load_tool("make_shards")
-    options = sys.modules["sharding.decode"].DecodeOptions(keep_damaged=True, min_frames=1)
+    tool = make_shards_tool
+    options = DecodeOptions(keep_damaged=True, min_frames=1)
     tool.make_shards(root / "bad", tmp_path / "keep", options=options, workers=1)
     kept = _clips(tmp_path / "keep")
     assert "last_4kb_cut.avi" in kept and 0 < kept["last_4kb_cut.avi"].n_frames < 50
-    warned = {w.source: w.first for w in sf.read_manifest(tmp_path / "keep").warnings}
+    warned = {w.source: w.first for w in sr.read_manifest(tmp_path / "keep").warnings}
     assert any("truncated" in line for line in warned["last_4kb_cut.avi"])

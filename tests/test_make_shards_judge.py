@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
-from conftest import load_tool
 
-load_tool("make_shards")
-judge_module = sys.modules["sharding.judge"]
-StreamFacts = sys.modules["sharding.probe"].StreamFacts
-judge = judge_module.judge
+import tools.sharding.judge as judge_module
+from tools.sharding.judge import judge
+from tools.sharding.probe import StreamFacts
 
 T = 0.04                                               # 25 frames/s
 

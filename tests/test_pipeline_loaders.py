@@ -1,4 +1,4 @@
-"""Both loaders on tiny coded shards: red = x, green = y, blue = 4 * frame index (pipeline.testing)."""
+"""Both loaders on tiny coded shards: red = x, green = y, blue = 4 * frame index (tests/coded_shards.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from coded_shards import BLUE_PER_FRAME, write_coded_shards
 
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.loader import build_pair_loader
 from pipeline.sampling import plan_epoch
-from pipeline.testing import BLUE_PER_FRAME, write_coded_shards
 from siammae_common.constants import IMAGENET_MEAN, IMAGENET_STD
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45, 30]

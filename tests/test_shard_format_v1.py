@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from coded_shards import coded_frame, jpeg
 
 from pipeline import shard_format as sf
+from pipeline import shard_reader as sr
 from pipeline.config import LoaderConfig, PairSamplingConfig
 from pipeline.frame_index import FrameIndex, FrameReader
 from pipeline.loader import build_pair_loader
-from pipeline.testing import coded_frame, jpeg
+from tools.sharding import format_writer as fw
 
 N_FRAMES = [12, 20, 9]
 
@@ -27,15 +29,15 @@ def write_v1_folder(root: Path) -> Path:
     with tarfile.open(tar_path, "w", format=tarfile.USTAR_FORMAT) as tar:
         for c, n in enumerate(N_FRAMES):
             frames = [jpeg(coded_frame(t, 48, 64)) for t in range(n)]
-            blob, offsets = sf.join_frames(frames)
+            blob, offsets = fw.join_frames(frames)
             meta = {"class_name": "a", "label": 0, "source": f"a/clip{c}.avi", "fps": 25.0, "height": 48,
                     "width": 64, "key": f"clip{c}", "n_frames": n}
-            for ext, data in (("frames", blob), ("offsets", sf.encode_offsets(offsets)),
+            for ext, data in (("frames", blob), ("offsets", fw.encode_offsets(offsets)),
                               ("json", json.dumps(meta, sort_keys=True).encode())):
                 info = tarfile.TarInfo(f"clip{c}.{ext}")
                 info.size, info.mtime, info.mode = len(data), 0, 0o644
                 tar.addfile(info, io.BytesIO(data))
-    sf.write_dali_index(tar_path)
+    fw.write_dali_index(tar_path)
     manifest = {"format": sf.FORMAT_NAME, "format_version": 1, "name": "old", "complete": True,
                 "options": {}, "classes": ["a"],
                 "totals": {"shards": 1, "clips": len(N_FRAMES), "frames": sum(N_FRAMES),
@@ -53,11 +55,11 @@ def v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_version_1_reads_without_timestamps(v1: Path) -> None:
-    manifest = sf.read_manifest(v1)
+    manifest = sr.read_manifest(v1)
     assert manifest.format_version == 1 and manifest.clips == 3 and not manifest.warnings
-    clips = list(sf.iter_clips(manifest.shards[0].tar))
+    clips = list(sr.iter_clips(manifest.shards[0].tar))
     assert [c.n_frames for c in clips] == N_FRAMES and all(c.pts is None for c in clips)
-    assert sf.read_index_keys(manifest.shards[0].index) == ["clip0", "clip1", "clip2"]
+    assert sr.read_index_keys(manifest.shards[0].index) == ["clip0", "clip1", "clip2"]
 
 
 def test_frame_index_reads_version_1(v1: Path) -> None:
@@ -65,7 +67,7 @@ def test_frame_index_reads_version_1(v1: Path) -> None:
     assert list(index.n_frames) == N_FRAMES
     reader = FrameReader(index)
     (frame,) = reader.read(np.array([1]), np.array([5]))
-    assert frame.tobytes() == next(c for c in sf.iter_clips(index.tars[0]) if c.key == "clip1").frame(5)
+    assert frame.tobytes() == next(c for c in sr.iter_clips(index.tars[0]) if c.key == "clip1").frame(5)
     reader.close()
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import av
 import numpy as np
 import scipy.io
-from conftest import REPO, load_tool, tiny_synthetic_config
+from conftest import REPO, tiny_synthetic_config
 from PIL import Image
+
+import tools.make_synthetic as make_synthetic_tool
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -35,7 +37,7 @@ def test_ucf_layout_and_split_lists(synthetic_root: Path) -> None:
 
 
 def test_ucf_videos_are_mpeg4_with_planned_lengths(synthetic_root: Path) -> None:
-    synth = load_tool("make_synthetic")
+    synth = make_synthetic_tool
     specs = {s.name: s for s in synth.plan(synthetic_root, tiny_synthetic_config()) if s.kind == "ucf"}
     for name, spec in specs.items():
         with av.open(str(synthetic_root / "UCF-101" / name)) as container:
@@ -61,9 +63,8 @@ def test_davis_masks_are_palette_pngs_with_all_objects_in_frame0(synthetic_root:
 
 def test_davis_masks_are_exact(synthetic_root: Path) -> None:
     """The stored mask equals the renderer's id map for the same frame (no resampling, no blur)."""
-    load_tool("make_synthetic")
-    from synthetic.datasets import scene_for
-    synth = sys.modules["make_synthetic"]
+    from tools.synthetic.datasets import scene_for
+    synth = make_synthetic_tool
     spec = next(s for s in synth.plan(synthetic_root, tiny_synthetic_config()) if s.kind == "davis")
     scene = scene_for(spec, np.random.default_rng(list(spec.seed)))
     for t in (0, spec.n_frames - 1):
@@ -102,7 +103,7 @@ def test_vip_layout_and_class_ids(synthetic_root: Path) -> None:
 
 
 def test_same_seed_same_files_other_seed_other_files(tmp_path: Path) -> None:
-    synth = load_tool("make_synthetic")
+    synth = make_synthetic_tool
     from dataclasses import replace
     cfg = replace(tiny_synthetic_config(), sets=("davis", "vip"))
     synth.make_synthetic(tmp_path / "a", cfg, workers=1)

@@ -41,7 +41,7 @@ def straight_run(synthetic_shards: Path, tmp_path_factory: pytest.TempPathFactor
 
 def test_the_run_folder_holds_config_metrics_checkpoint_events_and_reconstructions(straight_run: Path) -> None:
     config = json.loads((straight_run / "config.json").read_text())
-    assert config["model"]["name"] == "vit_micro_patch16" and config["train"]["batch_size"] == 4
+    assert config["train"]["model"]["name"] == "vit_micro_patch16" and config["train"]["batch_size"] == 4
     rows = metrics(straight_run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {"step", "epoch", "loss", "lr", "pairs_per_s"} <= set(rows[0])

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from coded_shards import write_coded_shards
 
 import pipeline.dali_loader
 from model.train_cli import main
 from pipeline.dali_source import IndexedPairSource
-from pipeline.testing import write_coded_shards
 from pipeline.wds_batches import BatchMaker
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45]          # 14 pairs: 7 micro-batches of 2, 2 steps of 3 an epoch
@@ -126,7 +126,7 @@ def test_every_dali_knob_is_an_option_and_recorded(coded: Path, tmp_path: Path) 
     decoder = config["loader"]["decoder"]
     assert decoder == {"hw_decoder_load": 0.8, "prefetch_queue_depth": 3, "num_threads": 1, "py_num_workers": 2,
                        "parallel_source": True, "source_prefetch": 5}
-    assert config["loader"]["batches_per_step"] == 3 and config["train"]["threads"] == 1
+    assert config["loader"]["batches_per_step"] == 3 and config["train"]["dali"]["num_threads"] == 1
 
 
 def test_decoder_threads_default_to_the_cores_each_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,13 +135,13 @@ def test_decoder_threads_default_to_the_cores_each_process_may_use(monkeypatch: 
 
     monkeypatch.setattr(train_loader.os, "sched_getaffinity", lambda pid: set(range(32)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    cfg = TrainConfig(shards=Path("s"), out=Path("o"))
+    cfg = TrainConfig.from_options(shards=Path("s"), out=Path("o"))
     gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
     assert train_loader.decoder_threads(cfg, gpu) == 8 - 1 - 1          # the loop's thread, one source worker
-    off = TrainConfig(shards=Path("s"), out=Path("o"), parallel_source="off")
+    off = TrainConfig.from_options(shards=Path("s"), out=Path("o"), parallel_source="off")
     assert train_loader.decoder_threads(off, gpu) == 7
     assert train_loader.decoder_threads(cfg, cpu) == 4 and train_loader.torch_threads(cfg, cpu) == 4
-    set_by_user = TrainConfig(shards=Path("s"), out=Path("o"), threads=3)
+    set_by_user = TrainConfig.from_options(shards=Path("s"), out=Path("o"), num_threads=3)
     assert train_loader.decoder_threads(set_by_user, gpu) == 3 and train_loader.torch_threads(set_by_user, cpu) == 5
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from coded_shards import damage_in_plan, write_coded_shards
 
 from model.checkpoint import load_checkpoint
 from model.train_cli import main
 from pipeline.config import PairSamplingConfig
-from pipeline.testing import damage_in_plan, write_coded_shards
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45, 30, 25, 35, 20, 50]     # 24 pairs an epoch: 6 steps of 4
 S = 32

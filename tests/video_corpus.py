@@ -111,3 +111,36 @@ def make_corpus(root: Path) -> dict[str, str]:
     return good | {"bad/audio_only.mp4": NO_VIDEO, "bad/last_4kb_cut.avi": TRUNCATED,
                    "bad/last_4kb_cut.mp4": TRUNCATED, "bad/garbage_over_one_frame.mp4": KEEP,
                    "bad/garbage_over_many_frames.mp4": KEEP_OR_DAMAGED}
+
+
+def _testsrc(frames: int) -> list[str]:
+    """testsrc2 at 64x48, 25 frames/s, this many frames."""
+    return lavfi_source(frames / 25)
+
+
+def write_mixed_videos(root: Path) -> Path:
+    """Good videos in several codecs and containers, plus one of each kind of bad input (GOOD, BAD)."""
+    (root / "A").mkdir()
+    (root / "B").mkdir()
+    ffmpeg(*_testsrc(30), "-c:v", "mpeg4", "-q:v", "3", str(root / "A" / "mpeg4.avi"))
+    ffmpeg(*_testsrc(27), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+            str(root / "A" / "h264.mp4"))
+    ffmpeg(*_testsrc(22), "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(root / "B" / "mjpeg.mkv"))
+    # variable frame rate: frames 10.. come 0.3 s later, and some frames are 1/50 s apart
+    ffmpeg(*_testsrc(26), "-vf", "setpts='(N+if(gt(N,10),8,0)-if(eq(mod(N,3),0),0.5,0))/25/TB'",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
+            str(root / "B" / "vfr.mp4"))
+    ffmpeg(*_testsrc(25), "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "mpeg4",
+            "-c:a", "aac", "-shortest", str(root / "B" / "with audio.mov"))          # also a space in the name
+    (root / "B" / "empty.avi").write_bytes(b"")
+    (root / "B" / "notes.mp4").write_text("this is not a video\n")
+    data = (root / "A" / "mpeg4.avi").read_bytes()
+    (root / "B" / "truncated.avi").write_bytes(data[:len(data) // 2])
+    ffmpeg(*_testsrc(5), "-c:v", "mpeg4", str(root / "B" / "short.avi"))
+    (root / "B" / "readme.txt").write_text("ignored: not a video extension\n")
+    return root
+
+
+GOOD = {"A/mpeg4.avi", "A/h264.mp4", "B/mjpeg.mkv", "B/vfr.mp4", "B/with audio.mov"}
+BAD = {"B/empty.avi": "empty", "B/notes.mp4": "not a readable video", "B/truncated.avi": "",
+       "B/short.avi": "too short"}

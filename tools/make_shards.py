@@ -23,15 +23,13 @@ from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sharding.decode import DecodeJob, DecodeOptions, decode_video, lost_job
-from sharding.inputs import InputSet, collect_inputs, shuffled_part
-from sharding.merge import merge_if_complete, merge_parts
-from sharding.pool import ordered_map
-from sharding.writer import ShardLimit, ShardSink, check_partitioning
-
 from pipeline.shard_format import Manifest, is_valid_key
 from siammae_common.console import UserError, info, progress, warn
+from tools.sharding.decode import DecodeJob, DecodeOptions, decode_video, lost_job
+from tools.sharding.inputs import InputSet, collect_inputs, shuffled_part
+from tools.sharding.merge import merge_if_complete, merge_parts
+from tools.sharding.pool import ordered_map
+from tools.sharding.writer import ShardLimit, ShardSink, check_partitioning
 
 
 class EnvironmentFailure(click.ClickException):

@@ -14,7 +14,6 @@ keypoints are exact. The same options always give the same files.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,10 +22,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic.datasets import CLASS_NAMES, JHMDB_ACTIONS, VideoSpec, make_video
-
 from siammae_common.console import UserError, info, progress
+from tools.synthetic.datasets import CLASS_NAMES, JHMDB_ACTIONS, VideoSpec, make_video
 
 SETS = ("ucf", "davis", "jhmdb", "vip")
 _SET_IDS = {name: i for i, name in enumerate(SETS)}

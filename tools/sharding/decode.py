@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sharding.ffmpeg_run import DecoderUnavailable, FfmpegRun, FfmpegSettings, run_ffmpeg
-from sharding.judge import Verdict, judge
-from sharding.judge import is_variable_frame_rate as is_vfr
-from sharding.probe import NotAVideo, StreamFacts, probe_stream
+from tools.sharding.ffmpeg_run import DecoderUnavailable, FfmpegRun, FfmpegSettings, run_ffmpeg
+from tools.sharding.judge import Verdict, judge
+from tools.sharding.judge import is_variable_frame_rate as is_vfr
+from tools.sharding.probe import NotAVideo, StreamFacts, probe_stream
 
 # A decoder that crashes on a file is a bad input (recorded; --retry-failed retries it). Any other
 # signal (SIGKILL from the out-of-memory killer, SIGTERM from a scheduler) is the environment's doing.

@@ -44,16 +44,14 @@ class FfmpegSettings:
 
 @dataclass
 class Messages:
-    """ffmpeg's messages for one clip: how many, how many at error level, the first few lines."""
+    """ffmpeg's messages for one clip: how many, the first few lines, the first at error level."""
 
     count: int = 0
-    errors: int = 0
     first: list[str] = field(default_factory=list)
     first_error: str = ""
 
     def add(self, line: str, is_error: bool = False) -> None:
         self.count += 1
-        self.errors += is_error
         if is_error and not self.first_error:
             self.first_error = line
         if len(self.first) < FIRST_MESSAGES:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sharding.probe import StreamFacts
+from tools.sharding.probe import StreamFacts
 
 TOLERANCE_FRAMES = 2          # "within a frame or two" of the declared end
 MATCH_FRACTION = 0.6          # a decoded frame this close (in frame intervals) shows a packet's picture

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.shard_format import MANIFEST_NAME, Manifest, read_index_keys, read_manifest, write_manifest
-from sharding.writer import PART_MANIFEST, manifest_path
+from pipeline.shard_format import MANIFEST_NAME, Manifest
+from pipeline.shard_reader import read_index_keys, read_manifest
 from siammae_common.console import UserError
+from tools.sharding.format_writer import write_manifest
+from tools.sharding.writer import PART_MANIFEST, manifest_path
 
 
 def find_parts(out: Path) -> int:

@@ -16,18 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.shard_format import (
-    FORMAT_VERSION,
-    ClipWarnings,
-    Failure,
-    Manifest,
-    ShardInfo,
-    ShardWriter,
-    read_index_keys,
-    read_manifest,
-    write_manifest,
-)
+from pipeline.shard_format import FORMAT_VERSION, ClipWarnings, Failure, Manifest, ShardInfo
+from pipeline.shard_reader import read_index_keys, read_manifest
 from siammae_common.console import UserError
+from tools.sharding.format_writer import ShardWriter, write_manifest
 
 PART_MANIFEST = re.compile(r"^manifest-part(\d+)-of-(\d+)\.json$")
 

@@ -15,8 +15,8 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from evaluation.davis_io import write_id_png
-from synthetic.render import random_scene
+from evaluation.dataset_io import write_id_png
+from tools.synthetic.render import random_scene
 
 CLASS_NAMES = [
     "BouncingBlobs", "DriftingStripes", "OrbitingShapes", "ZoomingDisks", "SpinningBoxes", "CrossingPairs",

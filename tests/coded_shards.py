@@ -1,4 +1,4 @@
-"""Tiny shard folders for tests and the benchmark's smoke run, written with shard_format's writers.
+"""Tiny shard folders for tests, written with the shard writers (tools/sharding/format_writer.py).
 
 Frames are "coded": red encodes x, green encodes y and blue encodes the frame index, so a test can
 read back which crop, which flip and which frames a loader produced.
@@ -15,7 +15,8 @@ from PIL import Image
 
 from pipeline.config import PairSamplingConfig
 from pipeline.sampling import plan_epoch
-from pipeline.shard_format import Manifest, ShardInfo, index_path_for, write_manifest, write_shard
+from pipeline.shard_format import Manifest, ShardInfo, index_path_for
+from tools.sharding.format_writer import write_manifest, write_shard
 
 BLUE_PER_FRAME = 4          # blue = 4 * frame index (so clips up to 64 frames stay inside 0..255)
 
