@@ -79,8 +79,12 @@ class WdsPairLoader:
         cfg = self.cfg
         maker = BatchMaker(cfg, self.index, self.bad_frames.known_codes(self.index))
         stages = wds.DataPipeline(BatchNumbers(start), wds.split_by_worker, wds.map(maker))
+        # Workers start from a fresh forkserver process, not a fork of this one: a fork copies whatever
+        # state other libraries' thread pools are in (OpenCV's, once this process has resized or dilated
+        # with it), and the child then waits forever on a lock no thread of it will release.
         loader = wds.WebLoader(stages, batch_size=None, num_workers=cfg.num_workers,
-                               pin_memory=cfg.device == "cuda", prefetch_factor=2 if cfg.num_workers else None)
+                               pin_memory=cfg.device == "cuda", prefetch_factor=2 if cfg.num_workers else None,
+                               multiprocessing_context="forkserver" if cfg.num_workers else None)
         self._stream = iter(loader)
         self._next_batch = start
         self.loader_builds += 1

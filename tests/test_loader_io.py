@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import builtins
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -215,3 +217,27 @@ def test_the_fallback_opens_one_dataloader_for_all_epochs(coded: Path) -> None:
         assert len(list(loader)) == len(loader)
     assert loader.loader_builds == 1
     loader.close()
+
+
+def test_fallback_workers_start_clean_after_opencv_ran_threads_here(coded: Path) -> None:
+    """A process whose OpenCV thread pool has run (evaluation resizes and dilates with it) then opens the
+    fallback with workers: it gets its batches. Forked workers copied the pool's locks and hung for good."""
+    script = """
+import sys
+import cv2, numpy as np
+from pathlib import Path
+from pipeline.config import LoaderConfig, PairSamplingConfig
+from pipeline.loader import build_pair_loader
+cv2.setNumThreads(2)
+for _ in range(20):
+    cv2.resize(np.zeros((1500, 1500, 3), np.uint8), (700, 700))
+cfg = LoaderConfig(shards=Path(sys.argv[1]), batch_size=4, num_workers=1, kind="wds",
+                   sampling=PairSamplingConfig(crop_size=32))
+print(sum(1 for _ in build_pair_loader(cfg)))
+"""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script, str(coded)], capture_output=True, text=True,
+                          timeout=180, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 0
