@@ -9,12 +9,14 @@ A change that breaks learning fails one of them: a decoder that ignores f1 or a 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import load_tool
+from conftest import REPO
 
 from evaluation.davis import run_davis
 from evaluation.davis_io import open_davis, read_frame
@@ -35,15 +37,19 @@ HIDDEN_MSE_LIMIT = 0.8   # norm-pix MSE on hidden patches; predicting their mean
 
 
 def _data(root: Path) -> tuple[Path, Path]:
-    """32 training clips (8 classes x 4) and 4 DAVIS sequences; the synthetic set's own defaults otherwise."""
-    synth, shards = load_tool("make_synthetic"), load_tool("make_shards")
-    cfg = synth.SyntheticConfig(seed=0, sets=("ucf", "davis"), ucf_classes=8, ucf_clips_per_class=4,
-                                ucf_size=(160, 120), ucf_frames=(30, 50), ucf_object_size=0.25,
-                                davis_sequences=4, davis_size=(214, 120), davis_frames=(20, 30),
-                                davis_object_size=0.2)
-    synth.make_synthetic(root / "synthetic", cfg, workers=2)
-    shards.make_shards(root / "synthetic", root / "shards", workers=2)
-    return root / "shards", root / "synthetic" / "DAVIS"
+    """32 training clips (8 classes x 4) and 4 DAVIS sequences, written as a user would: the tools run in
+    their own processes (their worker pools fork, which is unsafe in a test process that already
+    ran torch's threads)."""
+    synthetic, shards = root / "synthetic", root / "shards"
+    for argv in (["make_synthetic.py", synthetic, "--sets", "ucf,davis", "--classes", "8", "--clips", "4",
+                  "--size", "160x120", "--frames", "30-50", "--object-size", "0.25", "--davis-seqs", "4",
+                  "--davis-size", "214x120", "--davis-frames", "20-30", "--davis-object-size", "0.2",
+                  "--workers", "2"],
+                 ["make_shards.py", synthetic, "--out", shards, "--workers", "2"]):
+        done = subprocess.run([sys.executable, str(REPO / "tools" / argv[0]), *map(str, argv[1:])],
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return shards, synthetic / "DAVIS"
 
 
 def train_briefly(shards: Path, out: Path, seed: int = 0) -> Path:
