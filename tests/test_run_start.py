@@ -47,7 +47,7 @@ def test_the_way_into_a_run_folder_follows_what_it_holds(tmp_path):
 def _tiny_setup(shards: Path, davis_root: Path, out: Path) -> AblationSetup:
     schedule = Schedule(epochs=1, epoch_snapshots=(1,), batch_size=4, pairs_per_clip=2, input_size=32)
     return AblationSetup(shards=shards, davis_root=davis_root, out=out, schedule=schedule,
-                         settings=protocol_settings(), device="cpu", loader="wds")
+                         settings=protocol_settings(), device="cpu")
 
 
 def test_ablation_run_killed_before_its_first_checkpoint_trains_afresh(synthetic_root, synthetic_shards, tmp_path):
