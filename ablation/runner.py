@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from evaluation.features import FeatureExtractor, PixelFeatures, checkpoint_feat
 from evaluation.propagation import PropagationSettings
 from evaluation.report import write_json_atomic
 from model.config import model_config
+from model.run_folder import kept_checkpoints
 from model.train import train
 from model.train_config import TrainConfig
 from siammae_common.console import info
@@ -45,8 +45,16 @@ def train_config(setup: AblationSetup, run: AblationRun) -> TrainConfig:
         decoder=run.decoder, mask_ratio=run.mask_ratio, input_size=schedule.input_size,
         batch_size=schedule.batch_size, epochs=run.epochs, warmup_epochs=schedule.warmup_epochs,
         blr=schedule.blr, pairs_per_clip=schedule.pairs_per_clip, seed=run.seed, device=setup.device,
-        loader=setup.loader, resume=True, save_every=1,
-        log_every=1, recon_every=10**9)
+        loader=setup.loader, save_every=1, log_every=1, recon_every=10**9, **start_fields(setup.out / run.name))
+
+
+def start_fields(run_dir: Path) -> dict:
+    """How a run enters its own folder: resume from checkpoints/latest.pt, else from the newest kept
+    checkpoint, else start it afresh (overwrite: a run killed before its first checkpoint, or none yet)."""
+    if (run_dir / "checkpoints" / "latest.pt").is_file():
+        return {"resume": True}
+    kept = kept_checkpoints(run_dir)
+    return {"resume_from": kept[-1]} if kept else {"overwrite": True}
 
 
 def checkpoint_at(setup: AblationSetup, run: AblationRun, epoch: int) -> Path:
@@ -79,7 +87,7 @@ def run_grid(setup: AblationSetup, runs: list[AblationRun], results: dict, resul
         entry = results["runs"].setdefault(run.name, {"config": run.config_dict(), "scores": {}})
         options = train_config(setup, run)
         entry["config"] = run.config_dict()
-        entry["train"] = dataclasses.asdict(options) | {"shards": str(setup.shards), "out": str(options.out)}
+        entry["train"] = options.to_dict()
         if not entry.get("trained"):
             info(f"[{number}/{len(runs)}] training {run.name}")
             train(options)

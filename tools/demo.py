@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from model.run_folder import kept_checkpoints
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -41,6 +43,16 @@ def reset_stale_outputs(stamp: Path, wanted: dict, data: Path, shards: Path, run
             shutil.rmtree(path, ignore_errors=True)
     elif old.get("train") != wanted["train"]:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def start_options(run_dir: Path) -> list[str]:
+    """How training enters the demo's own run folder: --resume when it holds checkpoints/latest.pt,
+    --resume-from the newest kept checkpoint when only those survive, and --overwrite otherwise (a
+    run killed before its first checkpoint, or a fresh folder), so a rerun never stops at 'no checkpoint'."""
+    if (run_dir / "checkpoints" / "latest.pt").is_file():
+        return ["--resume"]
+    kept = kept_checkpoints(run_dir)
+    return ["--resume-from", str(kept[-1])] if kept else ["--overwrite"]
 
 
 def verdict(metrics_path: Path) -> str:
@@ -90,7 +102,7 @@ def main(data: Path, shards: Path, run_dir: Path, steps: int, loader: str, fresh
     run_step("2/4 shards (resumes; finished shards are kept)",
              [py, "tools/make_shards.py", data, "--out", shards])
     run_step("3/4 SiamMAE training (resumes from the latest checkpoint)",
-             [BIN / "siammae-train", "--shards", shards, "--out", run_dir, *wanted["train"], "--resume"])
+             [BIN / "siammae-train", "--shards", shards, "--out", run_dir, *wanted["train"], *start_options(run_dir)])
     checkpoint, metrics = run_dir / "checkpoints" / "latest.pt", run_dir / "eval" / "metrics.json"
     if metrics.is_file() and metrics.stat().st_mtime > checkpoint.stat().st_mtime:
         click.echo(f"\n== 4/4 evaluation: {metrics} is newer than the checkpoint, kept", err=True)
