@@ -18,8 +18,9 @@ import pytest
 import torch
 from conftest import REPO
 
+from evaluation.dataset_io import read_frame
 from evaluation.davis import run_davis
-from evaluation.davis_io import open_davis, read_frame
+from evaluation.davis_io import open_davis
 from evaluation.features import checkpoint_features, random_init_features
 from evaluation.settings import protocol_settings
 from model.checkpoint import load_model
@@ -54,7 +55,7 @@ def _data(root: Path) -> tuple[Path, Path]:
 
 def train_briefly(shards: Path, out: Path, seed: int = 0) -> Path:
     """300 steps of the toy model (about 40 s on 2 CPU cores); returns the checkpoint."""
-    train(TrainConfig(shards=shards, out=out, model="vit_micro_patch16", input_size=64, batch_size=32,
+    train(TrainConfig.from_options(shards=shards, out=out, model="vit_micro_patch16", input_size=64, batch_size=32,
                       max_steps=300, lr=1e-3, warmup_steps=30, pairs_per_clip=8, device="cpu",
                       seed=seed, log_every=100, recon_every=10**9))
     return out / "checkpoints" / "latest.pt"

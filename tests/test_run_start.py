@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_tool
 
 from ablation.grid import Schedule, build_grid
 from ablation.runner import AblationSetup, start_fields, train_config
@@ -16,8 +15,7 @@ from evaluation.settings import protocol_settings
 from model.train import train
 from model.train_config import TrainConfig
 from siammae_common.console import UserError
-
-demo = load_tool("demo")
+from tools import demo
 
 
 def _killed_before_first_checkpoint(run_dir: Path) -> None:
