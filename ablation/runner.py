@@ -16,7 +16,7 @@ from evaluation.features import FeatureExtractor, PixelFeatures, checkpoint_feat
 from evaluation.propagation import PropagationSettings
 from evaluation.report import write_json_atomic
 from model.config import model_config
-from model.run_folder import kept_checkpoints
+from model.run_folder import start_fields
 from model.train import train
 from model.train_config import TrainConfig
 from siammae_common.console import info
@@ -46,15 +46,6 @@ def train_config(setup: AblationSetup, run: AblationRun) -> TrainConfig:
         batch_size=schedule.batch_size, epochs=run.epochs, warmup_epochs=schedule.warmup_epochs,
         blr=schedule.blr, pairs_per_clip=schedule.pairs_per_clip, seed=run.seed, device=setup.device,
         loader=setup.loader, save_every=1, log_every=1, recon_every=10**9, **start_fields(setup.out / run.name))
-
-
-def start_fields(run_dir: Path) -> dict:
-    """How a run enters its own folder: resume from checkpoints/latest.pt, else from the newest kept
-    checkpoint, else start it afresh (overwrite: a run killed before its first checkpoint, or none yet)."""
-    if (run_dir / "checkpoints" / "latest.pt").is_file():
-        return {"resume": True}
-    kept = kept_checkpoints(run_dir)
-    return {"resume_from": kept[-1]} if kept else {"overwrite": True}
 
 
 def checkpoint_at(setup: AblationSetup, run: AblationRun, epoch: int) -> Path:

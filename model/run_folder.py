@@ -33,6 +33,16 @@ def kept_checkpoints(out: Path) -> list[Path]:
     return sorted((out / "checkpoints").glob("epoch_*.pt"))
 
 
+def start_fields(run_dir: Path) -> dict[str, bool | Path]:
+    """How a driver (the demo, siammae-ablate) re-enters its own run folder, as TrainConfig fields:
+    resume from checkpoints/latest.pt, else from the newest kept checkpoint, else start afresh
+    (overwrite: a run killed before its first checkpoint, or a fresh folder)."""
+    if (run_dir / "checkpoints" / "latest.pt").is_file():
+        return {"resume": True}
+    kept = kept_checkpoints(run_dir)
+    return {"resume_from": kept[-1]} if kept else {"overwrite": True}
+
+
 def _writable_ancestor(path: Path) -> Path:
     """The nearest existing folder above (or at) `path`; raises UserError if that is a file or read-only."""
     probe = path.absolute()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from model.run_folder import kept_checkpoints
+from model.run_folder import start_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -46,13 +46,11 @@ def reset_stale_outputs(stamp: Path, wanted: dict, data: Path, shards: Path, run
 
 
 def start_options(run_dir: Path) -> list[str]:
-    """How training enters the demo's own run folder: --resume when it holds checkpoints/latest.pt,
-    --resume-from the newest kept checkpoint when only those survive, and --overwrite otherwise (a
-    run killed before its first checkpoint, or a fresh folder), so a rerun never stops at 'no checkpoint'."""
-    if (run_dir / "checkpoints" / "latest.pt").is_file():
-        return ["--resume"]
-    kept = kept_checkpoints(run_dir)
-    return ["--resume-from", str(kept[-1])] if kept else ["--overwrite"]
+    """start_fields as siammae-train options (--resume, --resume-from PATH or --overwrite), so a rerun
+    never stops at 'no checkpoint'."""
+    (name, value), = start_fields(run_dir).items()
+    flag = "--" + name.replace("_", "-")
+    return [flag] if value is True else [flag, str(value)]
 
 
 def verdict(metrics_path: Path) -> str:
