@@ -99,7 +99,7 @@ def main(data: Path, shards: Path, run_dir: Path, steps: int, loader: str, fresh
     stamp.write_text(json.dumps(wanted, indent=1))
     run_step("2/4 shards (resumes; finished shards are kept)",
              [py, "tools/make_shards.py", data, "--out", shards])
-    run_step("3/4 SiamMAE training (resumes from the latest checkpoint)",
+    run_step("3/4 SiamMAE training (a rerun resumes from its checkpoint)",
              [BIN / "siammae-train", "--shards", shards, "--out", run_dir, *wanted["train"], *start_options(run_dir)])
     checkpoint, metrics = run_dir / "checkpoints" / "latest.pt", run_dir / "eval" / "metrics.json"
     if metrics.is_file() and metrics.stat().st_mtime > checkpoint.stat().st_mtime:
