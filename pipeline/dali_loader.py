@@ -26,6 +26,7 @@ from pipeline.dali_decode_check import decoder_failures
 from pipeline.dali_graph import GraphSpec, build_pipeline
 from pipeline.dali_reader_graph import build_reader_pipeline
 from pipeline.dali_source import DEBUG_COLUMNS, IndexedPairSource
+from pipeline.epoch_position import EpochPosition
 from pipeline.frame_index import FrameIndex
 from pipeline.shard_reader import list_shards
 
@@ -59,7 +60,7 @@ def dali_to_torch(out: Any) -> torch.Tensor:
 HELD_BATCHES = 3
 
 
-class DaliPairLoader:
+class DaliPairLoader(EpochPosition):
     """Iterable of PairBatch, one epoch per iteration; see pipeline.loader.build_pair_loader."""
 
     def __init__(self, cfg: LoaderConfig, index: FrameIndex | None = None) -> None:
@@ -70,8 +71,6 @@ class DaliPairLoader:
         hint = (int(self.index.height.max()), int(self.index.width.max()))
         self.spec = dali_graph_spec(cfg, hint)
         self.finish = FrameFinisher(cfg.device, cfg.dtype, cfg.normalize_in_torch)
-        self.epoch = 0
-        self._start = 0                                     # batch of the epoch the next pass starts at
         self._held: deque[Any] = deque(maxlen=HELD_BATCHES if cfg.device == "cuda" else 0)
         self.bad_frames = BadFrameLedger(cfg.bad_frame_limit, cfg.bad_frame_log, cfg.rank)
         self.pipeline_builds = 0
@@ -83,15 +82,6 @@ class DaliPairLoader:
             clips = len(self.index)
             per_rank = -(-clips // cfg.world_size)
             self._batches = -(-per_rank // cfg.batch_size)
-
-    def __len__(self) -> int:
-        return self._batches
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """The next pass delivers batches start_batch, ..., len(self) - 1 of `epoch`."""
-        if not 0 <= start_batch < self._batches:
-            raise ValueError(f"start_batch {start_batch} is outside the epoch's {self._batches} batches")
-        self.epoch, self._start = epoch, start_batch
 
     @property
     def pairs_per_epoch(self) -> int:
@@ -131,12 +121,12 @@ class DaliPairLoader:
         self._next_batch = start_batch
 
     def __iter__(self) -> Iterator[PairBatch]:
-        first = self.epoch * self._batches
-        start, self._start = first + self._start, 0
+        batches = self._pass_batches()
+        start = batches.start
         if self._pipe is None or self._next_batch != start:
             self._build(start)
         cfg = self.cfg
-        for g in range(start, first + self._batches):
+        for g in batches:
             outputs = self._run(g)
             self._held.append(outputs)
             f1, f2, meta = outputs

@@ -27,6 +27,7 @@ import webdataset as wds
 from pipeline.bad_frames import BadFrameLedger
 from pipeline.batch import FrameFinisher, PairBatch
 from pipeline.config import LoaderConfig
+from pipeline.epoch_position import EpochPosition
 from pipeline.frame_index import FrameIndex, ShardError
 from pipeline.wds_batches import BatchMaker, MadeBatch, WorkerFailure
 
@@ -41,7 +42,7 @@ class BatchNumbers:
         return itertools.count(self.start)
 
 
-class WdsPairLoader:
+class WdsPairLoader(EpochPosition):
     """Iterable of PairBatch, one epoch per iteration; see pipeline.loader.build_pair_loader."""
 
     def __init__(self, cfg: LoaderConfig, index: FrameIndex | None = None) -> None:
@@ -52,21 +53,10 @@ class WdsPairLoader:
         self._plans = BatchMaker(cfg, self.index).source        # the plan, for the pairs' names
         self.n_pairs = self._plans.pairs_per_epoch
         self._batches = self._plans.batches_per_epoch
-        self.epoch = 0
-        self._start = 0                      # batch of the epoch the next pass starts at
         self._stream: Iterator[Any] | None = None
         self._next_batch = -1                # global batch the open stream delivers next
         self.loader_builds = 0               # DataLoaders opened (once per run unless the position jumps)
         self.bytes_read = 0                  # JPEG bytes the workers read for the batches delivered
-
-    def __len__(self) -> int:
-        return self._batches
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """The next pass delivers batches start_batch, ..., len(self) - 1 of `epoch`."""
-        if not 0 <= start_batch < self._batches:
-            raise ValueError(f"start_batch {start_batch} is outside the epoch's {self._batches} batches")
-        self.epoch, self._start = epoch, start_batch
 
     @property
     def pairs_per_epoch(self) -> int:
@@ -90,11 +80,11 @@ class WdsPairLoader:
         self.loader_builds += 1
 
     def __iter__(self) -> Iterator[PairBatch]:
-        first = self.epoch * self._batches
-        start, self._start = first + self._start, 0
+        batches = self._pass_batches()
+        start = batches.start
         if self._stream is None or self._next_batch != start:
             self._open(start)
-        for g in range(start, first + self._batches):
+        for g in batches:
             made = next(self._stream)
             if isinstance(made, WorkerFailure):
                 self.close()
