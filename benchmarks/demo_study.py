@@ -106,6 +106,7 @@ def study(shards: Path, sets: dict[str, Path], out: Path, name: str, seeds: list
         save()
         checkpoint = run_dir / "checkpoints" / "latest.pt"
         model, config = load_model(checkpoint)
+        recipe["model"] = config.to_dict()
         base = baselines(results, config, sets, sizes, out, save)
         start, cpu = time.perf_counter(), cpu_seconds()
         for set_name, root in sets.items():
@@ -127,28 +128,39 @@ def study(shards: Path, sets: dict[str, Path], out: Path, name: str, seeds: list
 
 
 def print_table(results: dict, name: str, sets: dict[str, Path], sizes: list[str]) -> None:
-    """Per seed: training time, view 1, and per set and size trained J&F with its two margins."""
+    """Markdown: per set, view 1 per seed, then one row per evaluation size (the crossover table) with the
+    trained J&F of each seed, its margins over the best random init and over pixels, and the baselines."""
     recipe = results["recipes"][name]
-    click.echo(f"\n## {name}: {' '.join(recipe['options'])}")
-    for seed, row in recipe["seeds"].items():
-        parts = [(f"seed {seed}: train {row.get('train_wall_s', 0):.0f} s wall / {row.get('train_cpu_s', 0):.0f} "
-                 f"CPU-s")]
-        for set_name in sets:
-            v1 = row.get(f"view1:{set_name}")
-            if v1:
-                parts.append(f"{set_name} view1 trained {v1['trained']:.3f} copy-f1 {v1['copy_f1']:.3f} "
-                             f"mean {v1['mean']:.3f}")
-            for size in sizes:
-                cell = f"{set_name}@{size}"
-                if cell in row:
-                    parts.append(f"{cell} J&F {row[cell]:.3f} (vs best random {row[cell + ':vs_random']:+.3f}, "
-                                 f"vs pixels {row[cell + ':vs_pixels']:+.3f})")
-        click.echo("\n  ".join(parts))
-    for key, table in results["baselines"].items():
-        if json.loads(key)["name"] in " ".join(recipe["options"]):
-            for cell, scores in table.items():
-                if any(cell == f"{s}@{z}" for s in sets for z in sizes):
-                    click.echo(f"baseline {cell}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    rows = recipe["seeds"]
+    base = results["baselines"][json.dumps(recipe["model"], sort_keys=True)]
+    seeds = list(rows)
+    click.echo(f"\n## {name}: {' '.join(recipe['options'])}\n")
+    click.echo("training: " + ", ".join(f"seed {s} {rows[s]['train_wall_s']:.0f} s wall / {rows[s]['train_cpu_s']:.0f} "
+                                        "CPU-s" for s in seeds))
+    for set_name in sets:
+        click.echo(f"\n{set_name}, view 1 (error on f2's hidden patches): " + ", ".join(
+            f"seed {s} {rows[s][f'view1:{set_name}']['trained']:.3f}" for s in seeds if f"view1:{set_name}" in rows[s])
+            + "; copy f1 " + ", ".join(sorted({f"{rows[s][f'view1:{set_name}']['copy_f1']:.3f}" for s in seeds
+                                              if f"view1:{set_name}" in rows[s]})) + "; mean ~1.0\n")
+        click.echo("| input | grid | " + " | ".join(f"trained seed {s} (vs best random, vs pixels)" for s in seeds)
+                   + " | random init 0 / 1 / 2 | pixels |")
+        click.echo("| --- | --- | " + " | ".join("---" for _ in seeds) + " | --- | --- |")
+        for size in sizes:
+            cell = f"{set_name}@{size}"
+            if cell not in base or not all(cell in rows[s] for s in seeds):
+                continue
+            trained = [f"{rows[s][cell]:.3f} ({rows[s][cell + ':vs_random']:+.3f}, {rows[s][cell + ':vs_pixels']:+.3f})"
+                       for s in seeds]
+            randoms = " / ".join(f"{base[cell][f'random-{u}']:.3f}" for u in UNTRAINED_SEEDS)
+            click.echo(f"| {size} | {_grid(size, recipe['model']['patch_size'])} | " + " | ".join(trained)
+                       + f" | {randoms} | {base[cell]['pixels']:.3f} |")
+
+
+def _grid(size: str, patch: int) -> str:
+    if size == "native":
+        return "frames' own"
+    h, w = (int(v) // patch for v in size.split("x"))
+    return f"{h}x{w}"
 
 
 def _named_paths(values: tuple[str, ...]) -> dict[str, Path]:

@@ -10,8 +10,8 @@
    is the training grid made 1.5x wider (64x96 for 64-pixel crops of patch 8): trained vs random init
    (same architecture and settings, untrained; seeds 0, 1, 2) vs raw pixels, on every sequence.
 3. Label propagation at the frames' own size and at the full cropmae protocol (480x880): trained vs
-   random init (seed 0) vs pixels, on the first few sequences (these sizes cost minutes per sequence on
-   a CPU; --view3-sequences sets how many).
+   random init (seed 0), and pixels at the frames' own size, on the first few sequences (these sizes cost
+   minutes per sequence on a CPU; --view3-sequences sets how many).
 
 Each propagation is one job; jobs run in two processes of one thread each (for these small tensors that
 is several times faster than one process of two threads). A job whose metrics.json holds the same
@@ -76,9 +76,11 @@ def plan_jobs(config, sequences: list[str], view3_sequences: int) -> list[Job]:
     native = protocol_settings(fixed_size=None, size_multiple=p)
     full = protocol_settings()
     first = tuple(sequences[:view3_sequences])
-    jobs = [Job(view, name, settings, first) for view, settings in (("view3-protocol", full), ("view3-native", native))
-            for name in ("trained", untrained[0], "pixels")] if first else []
-    return jobs + [Job("view2", name, view2, tuple(sequences)) for name in ("trained", *untrained, "pixels")]
+    # pixels at 480x880 (3p^2 = 768 numbers a patch) would cost more than the rest of the evaluation
+    # together; at the frames' own size they are cheap
+    view3 = [("view3-protocol", full, ("trained", untrained[0])), ("view3-native", native, ("trained", untrained[0], "pixels"))]
+    jobs = [Job(view, name, settings, first) for view, settings, names in view3 for name in names] if first else []
+    return jobs + [Job("view2", name, view2, tuple(sequences)) for name in ("pixels", "trained", *untrained)]
 
 
 def job_key(job: Job, config, checkpoint: Path) -> dict:
@@ -99,36 +101,54 @@ def make_extractor(features: str, checkpoint: Path, config):
     return PixelFeatures(config.patch_size, "flatten")
 
 
+def kept_result(job: Job, config, checkpoint: Path, out: Path) -> dict | None:
+    """The job's metrics from an earlier run with the same key, else None."""
+    kept = out / job.folder / "metrics.json"
+    if kept.is_file():
+        old = json.loads(kept.read_text())
+        if old.get("key") == job_key(job, config, checkpoint):
+            return old | {"kept": True}
+    return None
+
+
 def run_job(job: Job, checkpoint: Path, davis_root: Path, out: Path) -> dict:
-    """Propagate and score one job (in a worker process), or return its kept result."""
+    """Propagate and score one job (in a worker process); writes OUT/<view>/<features>/metrics.json."""
     torch.set_num_threads(1)
     _, config = load_model(checkpoint)
     key, folder = job_key(job, config, checkpoint), out / job.folder
-    kept = folder / "metrics.json"
-    if kept.is_file():
-        old = json.loads(kept.read_text())
-        if old.get("key") == key:
-            return old | {"kept": True}
     start = time.perf_counter()
     metrics = run_davis(make_extractor(job.features, checkpoint, config), davis_root, folder, job.settings,
                         sequences=list(job.sequences), workers=1)
     metrics |= {"key": key, "seconds": time.perf_counter() - start}
-    write_json_atomic(kept, metrics)
+    write_json_atomic(folder / "metrics.json", metrics)
     return metrics
 
 
-def run_jobs(jobs: list[Job], checkpoint: Path, davis_root: Path, out: Path, workers: int) -> dict[str, dict]:
-    """Every job in `workers` processes (spawned: no fork of a process holding torch's threads)."""
+def run_jobs(jobs: list[Job], checkpoint: Path, davis_root: Path, out: Path, workers: int,
+             config) -> dict[str, dict]:
+    """Every job not kept from an earlier run, in `workers` processes (spawned: no fork of a process
+    holding torch's threads); one line per job as it finishes."""
     results: dict[str, dict] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(run_job, job, checkpoint, davis_root, out): job for job in jobs}
-        for done, future in enumerate(as_completed(futures), start=1):
-            job, metrics = futures[future], future.result()
-            results[job.folder] = metrics
-            how = "kept" if metrics.get("kept") else f"{metrics['seconds']:.0f} s"
-            info(f"[{done}/{len(jobs)}] {job.view} {job.features}: J&F {metrics['J&F-Mean']:.3f} ({how})")
-    return results
+
+    def report(job: Job, metrics: dict) -> None:
+        results[job.folder] = metrics
+        how = "kept" if metrics.get("kept") else f"{metrics['seconds']:.0f} s"
+        info(f"[{len(results)}/{len(jobs)}] {job.view} {job.features}: J&F {metrics['J&F-Mean']:.3f} ({how})")
+
+    todo = []
+    for job in jobs:
+        kept = kept_result(job, config, checkpoint, out)
+        if kept:
+            report(job, kept)
+        else:
+            todo.append(job)
+    if todo:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+            futures = {pool.submit(run_job, job, checkpoint, davis_root, out): job for job in todo}
+            for future in as_completed(futures):
+                report(futures[future], future.result())
+    return {job.folder: results[job.folder] for job in jobs}
 
 
 def view1(checkpoint: Path, davis_root: Path, gap_range: tuple[int, int]) -> dict:
@@ -152,7 +172,7 @@ def evaluate(checkpoint: Path, davis_root: Path, out: Path, view3_sequences: int
     views = {"view1": view1(checkpoint, davis_root, gap_range)}
     jobs = plan_jobs(config, sequences, view3_sequences)
     info(f"views 2 and 3: {len(jobs)} propagations in {workers} processes")
-    views["propagation"] = run_jobs(jobs, checkpoint, davis_root, out, workers)
+    views["propagation"] = run_jobs(jobs, checkpoint, davis_root, out, workers, config)
     views |= {"checkpoint": str(checkpoint), "davis_root": str(davis_root), "model": config.to_dict(),
               "sequences": len(sequences), "view3_sequences": list(jobs[0].sequences) if view3_sequences else []}
     write_json_atomic(out / "views.json", views)

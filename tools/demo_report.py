@@ -20,8 +20,14 @@ VIEW_TITLES = {"view2": "toy scale", "view3-native": "frames' own size", "view3-
 WHY_UNTRAINED_IS_STRONG = (
     "An untrained ViT is hard to beat at these sizes: its features are the raw pixels behind a random "
     "projection, plus the sin-cos position prior and LayerNorm, which on these frames already propagate "
-    "labels well, while the toy learned its features on an {grid} patch grid; the paper-scale protocol "
+    "labels well, while the toy learned its features on a patch grid of {grid}; the paper-scale protocol "
     "needs a real run (a GPU, real video, a ViT-S trained for hundreds of epochs).")
+
+
+def _order(item: tuple[str, dict]) -> tuple[int, str]:
+    """Rows as the report reads them: trained, then the random inits by seed, then pixels."""
+    name = item[0].split("/", 1)[1]
+    return ({"trained": 0, "pixels": 2}.get(name, 1), name)
 
 
 def _label(features: str) -> str:
@@ -38,7 +44,7 @@ def view1_table(v1: dict) -> str:
 
 def propagation_table(results: dict, view: str) -> str:
     """J&F, J, F of every extractor of one view, and the trained encoder's margin over each."""
-    rows = {k.split("/", 1)[1]: m for k, m in results.items() if k.split("/", 1)[0] == view}
+    rows = {k.split("/", 1)[1]: m for k, m in sorted(results.items(), key=_order) if k.split("/", 1)[0] == view}
     trained = rows["trained"]["J&F-Mean"]
     lines = ["| features | J&F | J | F | trained − this |", "| --- | ---: | ---: | ---: | ---: |"]
     for name, m in rows.items():
@@ -95,7 +101,8 @@ def write_figures(views: dict, checkpoint: Path, davis_root: Path, out: Path) ->
     figures["reconstruction"] = out / "reconstruction.png"
     reconstruction_png(checkpoint, davis_root, tuple(views["view1"]["gap_range"]), figures["reconstruction"])
     for view in VIEW_TITLES:
-        names = [k.split("/", 1)[1] for k in views["propagation"] if k.startswith(view + "/")]
+        names = [k.split("/", 1)[1] for k, _ in sorted(views["propagation"].items(), key=_order)
+                 if k.startswith(view + "/")]
         if names:
             sequence = views["propagation"][f"{view}/trained"]["key"]["sequences"][0]
             seq = open_davis(davis_root, sequences=[sequence])[0]
@@ -112,8 +119,8 @@ def write_report(views: dict, checkpoint: Path, davis_root: Path, out: Path) -> 
     v1 = views["view1"]
     parts = [
         "# What SiamMAE learned in the demo",
-        (f"Checkpoint `{views['checkpoint']}` ({model['name']}, {model['input_size']}-pixel crops, a {grid} "
-        f"patch grid); held-out set `{views['davis_root']}` ({views['sequences']} sequences)."),
+        (f"Checkpoint `{views['checkpoint']}` ({model['name']}, trained on {model['input_size']}-pixel crops: "
+         f"patch grid {grid}); held-out set `{views['davis_root']}` ({views['sequences']} sequences)."),
         f"![training loss]({figures['loss']})",
         "## 1. What SiamMAE itself learns: predicting f2's hidden patches",
         (f"{v1['pairs']} held-out pairs (frame gaps {v1['gap_range'][0]}-{v1['gap_range'][1]}, "
