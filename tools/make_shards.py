@@ -114,7 +114,7 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
         sink.fail(source, reason)
     jobs = (DecodeJob(str(v.path), v.source, v.key, v.class_name, v.label, options) for v in todo)
     workers = workers or os.cpu_count() or 1
-    start, clips, frames, deferred = time.perf_counter(), 0, 0, []
+    start, clips, frames, failed, deferred = time.perf_counter(), 0, 0, 0, []
     bar = progress(total=len(todo), desc=f"shards {part[0]}/{part[1]}" if part[1] > 1 else "shards",
                    unit="clip", disable=None if show_progress else True)
     try:
@@ -123,11 +123,13 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
                 deferred.append((result.source, result.deferred))
             elif result.error is not None:
                 sink.fail(result.source, result.error)
+                failed += 1
             else:
                 sink.add(result.key, result.source, result.frames, result.meta, result.pts, result.messages)
                 clips, frames = clips + 1, frames + len(result.frames)
+            bar.set_postfix_str(f"{frames / max(1e-9, time.perf_counter() - start):,.0f} frames/s | "
+                                f"{failed} failed", refresh=False)
             bar.update(1)
-            bar.set_postfix_str(f"{frames / max(1e-9, time.perf_counter() - start):.0f} frames/s")
         manifest = sink.finish(complete=not deferred)
     except OSError as e:
         sink.abort()
@@ -203,7 +205,7 @@ def main(src: Path | None, out: Path, name: str, split: str | None, fps: float |
     options = DecodeOptions(fps=fps, short_side=short_side, quality=quality, max_frames=max_frames,
                             min_frames=min_frames, keep_damaged=keep_damaged, strict=strict)
     manifest = make_shards(src, out, name=name, split=split, options=options, shard_size=shard_size, seed=seed,
-                           part=parse_part(part), workers=workers, retry_failed=retry_failed)
+                           part=parse_part(part), workers=workers, retry_failed=retry_failed, show_progress=True)
     if not manifest.complete:
         sys.exit(1)
 
