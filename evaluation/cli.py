@@ -42,8 +42,9 @@ def davis_root_of(path: Path) -> Path:
 
 
 def score_options(f):
-    """--score-on and --workers (scoring processes)."""
-    f = click.option("--workers", type=int, default=None, help="Scoring processes (default: every core).")(f)
+    """--score-on and --num-workers (scoring processes; --workers, the older name, works too)."""
+    f = click.option("--num-workers", "--workers", "workers", type=int, default=None,
+                     help="Scoring processes (default: every core).")(f)
     return click.option("--score-on", type=click.Choice(SCORE_ON), default="native", show_default=True,
                         help=SCORE_ON_HELP)(f)
 

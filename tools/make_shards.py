@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Turn a folder of videos (a UCF101 tree or any videos) into WebDataset clip shards for the DALI loader.
 
-    python tools/make_shards.py SRC --out shards/ [--split trainlist01] [--workers N] [--part K/N]
+    python tools/make_shards.py SRC --out shards/ [--split trainlist01] [--num-workers N] [--part K/N]
     python tools/make_shards.py --merge shards/          # after all --part K/N runs
 
 Each video is decoded once by ffmpeg in a process pool; every decoded frame becomes a checked baseline
@@ -192,7 +192,8 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
 @click.option("--part", default="1/1", show_default=True, help="Process part K of N (for job arrays).")
 @click.option("--merge", "merge", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write OUT/manifest.json from the finished --part K/N manifests in this folder (no SRC).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
+@click.option("--num-workers", "--workers", "workers", type=click.IntRange(min=1), default=None,
+              help="Decoding processes (default: all cores).")
 def main(src: Path | None, out: Path, name: str, split: str | None, subset: str | None, fps: float | None,
          short_side: int | None, quality: int, max_frames: int | None, min_frames: int, keep_damaged: bool,
          strict: bool, retry_failed: bool, shard_size: str, seed: int, part: str, merge: Path | None,
