@@ -89,10 +89,11 @@ def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device) -> 
     stop = min(cfg.stop_at_step or state.schedule.total_steps, state.schedule.total_steps)
     log = None
     if dist_info.is_main:
-        for line in start_summary(cfg, dist_info, state, steps_per_epoch, stop, loader.pairs_per_epoch,
-                                  described(loader_cfg), str(device)):
+        resolved = described(loader_cfg)
+        for line in start_summary(cfg, dist_info, state, steps_per_epoch, stop, loader.pairs_per_epoch, resolved,
+                                  str(device)):
             info(line)
-        log = RunLog(cfg, state, steps_per_epoch, dist_info, described(loader_cfg))
+        log = RunLog(cfg, state, steps_per_epoch, dist_info, resolved)
     window = StepWindow(device)
     try:
         while state.step < stop:

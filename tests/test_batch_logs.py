@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from model.distributed import DistInfo
+from model.train_summary import _processes
 from siammae_common.progress import Progress, duration
 
 TRAIN_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d train: step (\d+)/([\d,]+) \([\d.]+%\) \| epoch [\d.]+ \| "
@@ -76,3 +78,11 @@ def test_plain_lines_come_every_n_items_or_every_interval_and_at_the_end() -> No
 
 def test_durations_read_as_a_person_would_write_them() -> None:
     assert [duration(s) for s in (4.4, 65, 3 * 3600 + 7 * 60, 2 * 86400 + 3600)] == ["4s", "1m05s", "3h07m", "2d01h"]
+
+
+def test_the_start_summary_counts_nodes_from_torchruns_local_world_size(monkeypatch) -> None:
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert _processes(DistInfo(rank=0, world_size=16)) == "world size 16 (2 nodes x 8 processes)"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert _processes(DistInfo(rank=0, world_size=2)) == "world size 2 (1 node x 2 processes)"
+    assert _processes(DistInfo()) == "1 process"
