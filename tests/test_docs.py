@@ -17,7 +17,8 @@ import click
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "shards" / "README.md",
+        REPO / "benchmarks" / "README.md"]
 RUN_MARK = "<!-- doc-test: run -->"
 COMMANDS = {                              # how the docs call a command -> its click entry point
     "siammae-train": "model.train_cli", "siammae-eval": "evaluation.cli", "siammae-bench": "benchmarks.bench",

@@ -10,20 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
+from test_eval_cli import run
 
-from evaluation.cli import main
 from evaluation.davis_io import open_davis
 from evaluation.video_lists import read_list_file
 from siammae_common.console import UserError
 
 FAST = ["--pixels", "--patch-size", "8", "--size", "64x96", "--device", "cpu"]
-
-
-def run(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 @pytest.fixture()

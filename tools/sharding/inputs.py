@@ -141,10 +141,7 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 def _class_folders(root: Path) -> list[str]:
     """The folder names under a UCF-101 root (every split sees the same classes, so the same labels)."""
-    try:
-        return sorted(d.name for d in root.iterdir() if d.is_dir())
-    except OSError:
-        return []
+    return [p.name for p in _subfolders(root)]
 
 
 def _source(path: Path, root: Path) -> str:
