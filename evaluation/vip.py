@@ -2,8 +2,8 @@
 
 Layout: `VIP/Images/<video>/<frame>.jpg`, `VIP/Annotations/Category_ids/<video>/<frame>.png` (class ids,
 single channel), `VIP/lists/val_videos.txt` (the validation videos; without it, `--list` or `--all-videos`).
-Frames without an annotation are propagated through but not scored; the first frame must be annotated. mIoU as CRW's `eval_vip.py`
-(one confusion matrix over all scored frames, IoU per class, then their mean).
+Frames without an annotation are propagated through but not scored; the first frame must be annotated.
+mIoU as CRW's `eval_vip.py` (one confusion matrix over all scored frames, IoU per class, then their mean).
 """
 
 from __future__ import annotations
