@@ -111,8 +111,10 @@ def _dali_rows(setup: br.BenchSetup, rows: set[str], skipped: dict[str, str]) ->
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="DataLoader workers of the reference loaders and DALI decoder threads.")
+@click.option("--num-workers", "--workers", "workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="DataLoader worker processes of the reference loaders and wds (siammae-train's --num-workers).")
+@click.option("--num-threads", "threads", type=click.IntRange(min=1), default=None,
+              help="DALI decoder threads (siammae-train's --num-threads) [default: --num-workers].")
 @click.option("--pairs-per-clip", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--crop-size", type=click.IntRange(min=8), default=224, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
@@ -120,14 +122,15 @@ def _dali_rows(setup: br.BenchSetup, rows: set[str], skipped: dict[str, str]) ->
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
               help="Measuring time per row and round.")
 @click.option("--hw-decoder-load", type=click.FloatRange(0, 1), default=0.65, show_default=True)
-@click.option("--prefetch", type=click.IntRange(min=1), default=2, show_default=True, help="DALI prefetch queue depth.")
-@click.option("--py-workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes of DALI's parallel external source (rows with the parallel source).")
+@click.option("--prefetch-queue-depth", "--prefetch", "prefetch", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Batches the DALI pipeline prepares ahead.")
+@click.option("--py-num-workers", "--py-workers", "py_workers", type=click.IntRange(min=1), default=1,
+              show_default=True, help="Processes of DALI's parallel byte reader (rows with the parallel source).")
 @click.option("--source-prefetch", type=click.IntRange(min=1), default=None,
               help="Batches the parallel source's workers prepare ahead [default: 2 per worker].")
 @click.option("--only", type=str, default=None, help=f"Comma list of rows (default all): {','.join(ALL_ROWS)}")
 def main(shards: Path, videos: Path | None, json_out: Path | None, plot_out: Path | None, batch_size: int,
-         workers: int, pairs_per_clip: int, crop_size: int, rounds: int, seconds: float, hw_decoder_load: float,
+         workers: int, threads: int | None, pairs_per_clip: int, crop_size: int, rounds: int, seconds: float, hw_decoder_load: float,
          prefetch: int, py_workers: int, source_prefetch: int | None, only: str | None) -> None:
     """Measure every loader on the same clips in interleaved rounds; print a table, optionally JSON and a chart."""
     warnings.filterwarnings("ignore", module=r"nvidia\.dali.*")   # unused-output and deprecation notes
@@ -142,7 +145,7 @@ def main(shards: Path, videos: Path | None, json_out: Path | None, plot_out: Pat
     cfg = LoaderConfig(shards=shards, batch_size=batch_size, num_workers=workers,
                        sampling=PairSamplingConfig(pairs_per_clip=pairs_per_clip, crop_size=crop_size),
                        decoder=DecoderConfig(hw_decoder_load=hw_decoder_load, prefetch_queue_depth=prefetch,
-                                             num_threads=workers, py_num_workers=py_workers,
+                                             num_threads=threads or workers, py_num_workers=py_workers,
                                              source_prefetch=source_prefetch))
     setup = br.BenchSetup(cfg, index, seconds)
     skipped: dict[str, str] = {}
@@ -160,7 +163,8 @@ def main(shards: Path, videos: Path | None, json_out: Path | None, plot_out: Pat
               "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
               "shards": str(shards), "clips": len(index), "frames": int(index.n_frames.sum()),
               "own_jpeg_bytes_per_pair": round(own), "index_bytes": index.index_bytes,
-              "config": {"batch_size": batch_size, "workers": workers, "rounds": rounds, "seconds": seconds,
+              "config": {"batch_size": batch_size, "workers": cfg.decoder.num_threads,   # DALI threads (as before)
+                         "num_workers": workers, "rounds": rounds, "seconds": seconds,
                          "sampling": asdict(cfg.sampling), "decoder": asdict(cfg.decoder)},
               "order": order, "loaders": loaders, "skipped": skipped,
               "wall_s": round(time.perf_counter() - t0, 1)}

@@ -125,13 +125,14 @@ def loader_batches(train_cfg: TrainConfig, device: torch.device, waited: list[fl
 @click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Also time steps fed by the real loader from these shards.")
 @click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", show_default=True)
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="DALI threads, as siammae-train's --threads (0: the cores per process minus the trainer's).")
+@click.option("--num-threads", "--threads", "threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DALI threads, as siammae-train's --num-threads (0: the cores per process minus the trainer's).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="DataLoader workers (--loader wds).")
 @click.option("--hw-decoder-load", type=click.FloatRange(0, 1), default=0.65, show_default=True,
               help="Share of the JPEGs DALI sends to the hardware decoder (GPU only).")
-@click.option("--prefetch", type=click.IntRange(min=1), default=2, show_default=True, help="DALI prefetch depth.")
+@click.option("--prefetch-queue-depth", "--prefetch", "prefetch", type=click.IntRange(min=1), default=2,
+              show_default=True, help="DALI prefetch depth.")
 @click.option("--parallel-source", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
 @click.option("--py-num-workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--source-prefetch", type=click.IntRange(min=0), default=0, show_default=True,

@@ -155,3 +155,16 @@ def build_extractor(kw: dict, device: str) -> FeatureExtractor:
         config = checkpoint_features(checkpoint).config if checkpoint else None
         return random_init_features(model_name, seed, device, config=config)
     return checkpoint_features(checkpoint, device)
+
+
+def video_set_options(what: str, own: str) -> Callable:
+    """--list FILE and --all-videos: which videos to evaluate when not the benchmark's own list `own`."""
+    def decorate(f: Callable) -> Callable:
+        f = click.option("--all-videos", is_flag=True,
+                         help=f"Without {own}: evaluate every one of the {what} (training ones included).")(f)
+        return click.option("--list", "list_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                            default=None,
+                            help=f"Evaluate the {what} of this list instead of {own}: a name per line, or the "
+                                 "two-path lines of CRW's, UVC's and CropMAE's list files.")(f)
+    return decorate
+

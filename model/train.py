@@ -31,6 +31,7 @@ from model.train_config import TrainConfig, check_run_inputs
 from model.train_loader import build_loader, described, loader_config, set_torch_threads
 from model.train_log import RunLog, StepWindow
 from model.train_state import TrainState, make_schedule
+from model.train_summary import start_summary
 from siammae_common.console import UserError, info
 
 
@@ -86,7 +87,13 @@ def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device) -> 
         state.net = torch.compile(state.net)
 
     stop = min(cfg.stop_at_step or state.schedule.total_steps, state.schedule.total_steps)
-    log = RunLog(cfg, state, steps_per_epoch, dist_info, described(loader_cfg)) if dist_info.is_main else None
+    log = None
+    if dist_info.is_main:
+        resolved = described(loader_cfg)
+        for line in start_summary(cfg, dist_info, state, steps_per_epoch, stop, loader.pairs_per_epoch, resolved,
+                                  str(device)):
+            info(line)
+        log = RunLog(cfg, state, steps_per_epoch, dist_info, resolved)
     window = StepWindow(device)
     try:
         while state.step < stop:

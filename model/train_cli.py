@@ -118,8 +118,8 @@ def flag_names(message: str) -> str:
      help="Largest fraction of an epoch's pairs that may be replaced because they read a bad frame "
           "(listed in OUT/bad_frames.jsonl); above it the run stops: the data is broadly damaged.")
 @opt("--torch-threads", name="torch_threads", type=int,
-     help="PyTorch CPU threads per process; 0: the cores per process minus --threads (half of them when "
-          "--threads is 0), at least 1.")
+     help="PyTorch intra-op threads per process; 0: on a CPU the cores per process minus --num-threads (half of "
+          "them when --num-threads is 0), at least 1; on a GPU PyTorch's own default.")
 @opt("--device", name="device", type=click.Choice(["auto", "cuda", "cpu"]),
      help="auto: cuda:LOCAL_RANK when a GPU is present, else cpu.")
 @opt("--seed", name="seed", type=int, help="Seed of data order, augmentation, masks and initialisation.")
@@ -131,11 +131,14 @@ def flag_names(message: str) -> str:
               help="Continue from this checkpoint (latest.pt or any kept epoch_NNNN.pt) into OUT.")
 @opt("--overwrite/--no-overwrite", name="overwrite",
      help="Start over in an OUT that holds a run, removing its checkpoints, logs and images.")
-@opt("--log-every", name="log_every", type=int, help="Steps between metrics.jsonl / TensorBoard rows.")
+@opt("--log-every", name="log_every", type=int,
+     help="Steps between metrics.jsonl / TensorBoard rows and progress updates (a plain line each when stderr "
+          "is not a terminal, as in a batch job's log).")
 @opt("--save-every", name="save_every", type=int,
      help="Epochs between kept checkpoints (checkpoints/epoch_NNNN.pt).")
 @opt("--latest-every", name="latest_every", type=int,
-     help="Steps between updates of checkpoints/latest.pt (also at every epoch end).")
+     help="Steps between updates of checkpoints/latest.pt; it is also written with every kept checkpoint "
+          "(--save-every) and at the last step.")
 @opt("--recon-every", name="recon_every", type=int, help="Steps between reconstruction images (recon/).")
 def main(**options: object) -> None:
     """Pretrain SiamMAE on frame pairs from clip shards.

@@ -1,5 +1,6 @@
 """What a training run writes besides checkpoints (rank 0 only): config.json, metrics.jsonl,
-TensorBoard events, reconstruction PNGs and the progress bar; and what every row measures (StepWindow).
+TensorBoard events, reconstruction PNGs, the start summary and the progress (a bar on a terminal, one
+plain line per logged step in a log file); and what every row measures (StepWindow).
 
 The input-bound share: `data_wait_s` is the time a step spent waiting for the loader to hand over its
 micro-batches (`next()` on the loader, measured on the host), `data_wait_frac` that time as a fraction
@@ -116,8 +117,8 @@ class RunLog:
         self.metrics = metrics.open("a")
         self.tb = SummaryWriter(str(self.out / "tb"), purge_step=start_step or None)
         stop = schedule.total_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, schedule.total_steps)
-        self.bar = progress(total=stop, desc="train", unit="step")
-        self.bar.update(start_step)
+        # a terminal gets a bar; a log file one plain line per logged step (seconds=0: every update)
+        self.bar = progress(total=stop, desc="train", unit="step", initial=start_step, seconds=0, rate=False)
 
     def scalars(self, step: int, epoch: float, lr: float, stats: WindowStats) -> None:
         """One logged step: metrics.jsonl, TensorBoard and the progress bar."""
@@ -129,9 +130,10 @@ class RunLog:
         self.metrics.flush()
         for name in ("loss", "lr", "pairs_per_s", "step_time_s", "data_wait_s", "data_wait_frac"):
             self.tb.add_scalar(f"train/{name}", row[name], step)
+        self.bar.set_postfix_str(f"epoch {epoch:.2f} | loss {stats.loss:.4f} | lr {lr:.2e} | "
+                                 f"{stats.pairs_per_s:,.0f} pairs/s | input-bound {stats.data_wait_frac:.0%}",
+                                 refresh=False)
         self.bar.update(step - self.bar.n)
-        self.bar.set_postfix(loss=f"{stats.loss:.4f}", pairs_s=f"{stats.pairs_per_s:.0f}",
-                             data_wait=f"{stats.data_wait_frac:.0%}", refresh=False)
 
     def image(self, step: int, grid: np.ndarray) -> None:
         """A reconstruction figure (f1 | masked f2 | prediction | f2) as PNG and in TensorBoard."""

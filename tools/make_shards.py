@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Turn a folder of videos (a UCF101 tree or any videos) into WebDataset clip shards for the DALI loader.
 
-    python tools/make_shards.py SRC --out shards/ [--split trainlist01] [--workers N] [--part K/N]
+    python tools/make_shards.py SRC --out shards/ [--split trainlist01] [--num-workers N] [--part K/N]
     python tools/make_shards.py --merge shards/          # after all --part K/N runs
 
 Each video is decoded once by ffmpeg in a process pool; every decoded frame becomes a checked baseline
@@ -27,6 +27,7 @@ from pipeline.shard_format import Manifest, is_valid_key
 from siammae_common.console import UserError, info, progress, warn
 from tools.sharding.decode import DecodeJob, DecodeOptions, decode_video, lost_job
 from tools.sharding.inputs import InputSet, collect_inputs, shuffled_part
+from tools.sharding.kinetics import collect_subset
 from tools.sharding.merge import merge_if_complete, merge_parts
 from tools.sharding.pool import ordered_map
 from tools.sharding.writer import ShardLimit, ShardSink, check_partitioning
@@ -48,14 +49,17 @@ def parse_part(text: str) -> tuple[int, int]:
     return k, n
 
 
-def find_inputs(src: Path, split: str | None) -> InputSet:
-    """The inputs under SRC; UserError when SRC is missing, not a folder, or holds no video at all."""
+def find_inputs(src: Path, split: str | None, subset: str | None = None) -> InputSet:
+    """The inputs under SRC (or its split folder `subset`); UserError when SRC is missing, not a folder,
+    a Kinetics-style root without --subset, or holds no video at all."""
     if not src.exists():
         raise UserError(f"{src}: no such file or directory")
     if not src.is_dir():
         raise UserError(f"{src}: not a folder (give the folder that holds the videos)")
+    if split and subset:
+        raise UserError("--split (a UCF101 list) and --subset (a split folder) do not go together")
     try:
-        inputs = collect_inputs(src.resolve(), split)
+        inputs = collect_subset(src.resolve(), subset) if subset else collect_inputs(src.resolve(), split)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     if not inputs.videos and not inputs.problems:
@@ -77,7 +81,7 @@ def prepare_out(out: Path, parts: int) -> None:
     check_partitioning(out, parts)
 
 
-def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None = None,
+def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None = None, subset: str | None = None,
                 options: DecodeOptions | None = None, shard_size: str = "1GB", seed: int = 0,
                 part: tuple[int, int] = (1, 1), workers: int | None = None, retry_failed: bool = False,
                 show_progress: bool | None = None) -> Manifest:
@@ -90,9 +94,10 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
         limit = ShardLimit.parse(shard_size)
     except ValueError as e:
         raise UserError(str(e)) from None
-    inputs = find_inputs(src, split)
+    inputs = find_inputs(src, split, subset)
     prepare_out(out, part[1])
-    recorded = {"source": str(src.resolve()), "split": split, "name": name, "seed": seed,
+    recorded = {"source": str(src.resolve()), "split": split, **({"subset": subset} if subset else {}),
+                "name": name, "seed": seed,
                 "shard_size": shard_size, "part": f"{part[0]}/{part[1]}", **asdict(options)}
     if part[1] > 1:    # parts must all see the same listing, or the shuffle would assign clips differently
         listing = "\n".join(v.source for v in inputs.videos).encode()
@@ -114,7 +119,7 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
         sink.fail(source, reason)
     jobs = (DecodeJob(str(v.path), v.source, v.key, v.class_name, v.label, options) for v in todo)
     workers = workers or os.cpu_count() or 1
-    start, clips, frames, deferred = time.perf_counter(), 0, 0, []
+    start, clips, frames, failed, deferred = time.perf_counter(), 0, 0, 0, []
     bar = progress(total=len(todo), desc=f"shards {part[0]}/{part[1]}" if part[1] > 1 else "shards",
                    unit="clip", disable=None if show_progress else True)
     try:
@@ -123,11 +128,13 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
                 deferred.append((result.source, result.deferred))
             elif result.error is not None:
                 sink.fail(result.source, result.error)
+                failed += 1
             else:
                 sink.add(result.key, result.source, result.frames, result.meta, result.pts, result.messages)
                 clips, frames = clips + 1, frames + len(result.frames)
+            bar.set_postfix_str(f"{frames / max(1e-9, time.perf_counter() - start):,.0f} frames/s | "
+                                f"{failed} failed", refresh=False)
             bar.update(1)
-            bar.set_postfix_str(f"{frames / max(1e-9, time.perf_counter() - start):.0f} frames/s")
         manifest = sink.finish(complete=not deferred)
     except OSError as e:
         sink.abort()
@@ -168,6 +175,8 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
               show_default=True, help="Output folder.")
 @click.option("--name", default="shards", show_default=True, help="Shard file prefix: NAME-000000.tar.")
 @click.option("--split", default=None, help="UCF101 split list, e.g. trainlist01 (default: every video).")
+@click.option("--subset", type=click.Choice(["train", "val", "test"]), default=None,
+              help="The split folder of a Kinetics-style SRC (train/ val/ test/ replacement/) to shard.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Resample to this constant rate (default: keep every decoded frame).")
 @click.option("--short-side", type=click.IntRange(min=8), default=None, help="Resize the shorter side to this.")
@@ -183,10 +192,11 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
 @click.option("--part", default="1/1", show_default=True, help="Process part K of N (for job arrays).")
 @click.option("--merge", "merge", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write OUT/manifest.json from the finished --part K/N manifests in this folder (no SRC).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
-def main(src: Path | None, out: Path, name: str, split: str | None, fps: float | None, short_side: int | None,
-         quality: int, max_frames: int | None, min_frames: int, keep_damaged: bool, strict: bool,
-         retry_failed: bool, shard_size: str, seed: int, part: str, merge: Path | None,
+@click.option("--num-workers", "--workers", "workers", type=click.IntRange(min=1), default=None,
+              help="Decoding processes (default: all cores).")
+def main(src: Path | None, out: Path, name: str, split: str | None, subset: str | None, fps: float | None,
+         short_side: int | None, quality: int, max_frames: int | None, min_frames: int, keep_damaged: bool,
+         strict: bool, retry_failed: bool, shard_size: str, seed: int, part: str, merge: Path | None,
          workers: int | None) -> None:
     """Write WebDataset clip shards (+ DALI indexes + manifest.json) from the videos under SRC."""
     if merge is not None:
@@ -202,8 +212,8 @@ def main(src: Path | None, out: Path, name: str, split: str | None, fps: float |
         raise UserError(f"--name {name!r}: use letters, digits, '_' and '-' only")
     options = DecodeOptions(fps=fps, short_side=short_side, quality=quality, max_frames=max_frames,
                             min_frames=min_frames, keep_damaged=keep_damaged, strict=strict)
-    manifest = make_shards(src, out, name=name, split=split, options=options, shard_size=shard_size, seed=seed,
-                           part=parse_part(part), workers=workers, retry_failed=retry_failed)
+    manifest = make_shards(src, out, name=name, split=split, subset=subset, options=options, shard_size=shard_size, seed=seed,
+                           part=parse_part(part), workers=workers, retry_failed=retry_failed, show_progress=True)
     if not manifest.complete:
         sys.exit(1)
 

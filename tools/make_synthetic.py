@@ -220,7 +220,7 @@ def _range(value: str) -> tuple[int, int]:
               help="UCF object radius, fraction of the short side.")
 @click.option("--davis-object-size", type=click.FloatRange(0.02, 0.5), default=0.16, show_default=True,
               help="DAVIS object radius, fraction of the short side.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option("--num-workers", "--workers", "workers", type=int, default=None, help="Processes (default: all cores).")
 def main(out: Path, workers: int | None, sets: str, **opts) -> None:
     """Write a synthetic UCF101 / DAVIS-2017 / JHMDB / VIP set under OUT."""
     chosen = tuple(s.strip() for s in sets.split(",") if s.strip())
