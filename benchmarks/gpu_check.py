@@ -129,8 +129,8 @@ def main(out: Path, budget: float, device: str, shards: Path | None, only: str |
         interrupted = True
         info(f"[gpu-check] {exc}: stopping, packing what there is")
         done = {r.name for r in runner.records}
-        runner.records += [StepRecord(n, "", "skipped", "the check was interrupted") for n in STEP_NAMES
-                           if n not in done]
+        runner.records += [StepRecord(n, "", "skipped", "the check was interrupted") if n in selected else
+                           StepRecord(n, "", "not selected") for n in STEP_NAMES if n not in done]
     finally:
         for _ in range(2):                  # a signal during the packing: pack again (later ones are ignored)
             try:

@@ -29,11 +29,14 @@ def read_json(path: Path) -> Any:
 
 
 def unfinished(folder: Path) -> dict[str, str]:
-    """Items that started and never finished (stalled / crashed) or raised: {item: state}."""
+    """Items without a readable result: {item: stalled (started, never finished) | error | unreadable}."""
     names = {m["name"] for p in folder.glob("*") if (m := ITEM.match(p.name))}
     out = {}
     for n in sorted(names):
-        if not (folder / f"{n}.json").exists():
+        if (folder / f"{n}.json").exists():
+            if read_json(folder / f"{n}.json") is None:
+                out[n] = "unreadable"
+        else:
             out[n] = "error" if (folder / f"{n}.error").exists() else "stalled"
     return out
 
