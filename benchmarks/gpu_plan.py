@@ -73,7 +73,7 @@ class CheckConfig:
         if device == "cuda":
             return CheckConfig(
                 "cuda", ("--clips", "1024", "--frames", "24", "--size", "320x240", "--scenes", "64"),
-                (1, 2, 4), tuple(sorted({4, 8, cores})), (0.65, 1.0),
+                (4, 2, 1), tuple(sorted({4, 8, cores}, reverse=True)), (0.65, 1.0),   # likely fastest first
                 ("--batch-size", "256", "--crop-size", "224", "--rounds", "1", "--seconds", "1.0"),
                 (256, 128, 64), ("--device", "cuda", "--model", "vit_small_patch16", "--input-size", "224",
                                  "--steps", "30", "--warmup", "5"),
@@ -81,7 +81,7 @@ class CheckConfig:
                 ("--model", "vit_small_patch16", "--device", "cuda"))
         return CheckConfig(
             "cpu", ("--clips", "16", "--frames", "12", "--size", "96x72", "--scenes", "4", "--clips-per-shard", "8"),
-            (1, 2), (1, 2), (0.65,), ("--batch-size", "4", "--crop-size", "64", "--rounds", "1", "--seconds", "0.3"),
+            (2, 1), (2, 1), (0.65,), ("--batch-size", "4", "--crop-size", "64", "--rounds", "1", "--seconds", "0.3"),
             (8, 4), ("--device", "cpu", "--model", "vit_micro_patch16", "--input-size", "64", "--steps", "3",
                      "--warmup", "1", "--torch-threads", "1"),
             ("--sets", "davis", "--davis-seqs", "2", "--davis-size", "128x96", "--davis-frames", "6-6"),

@@ -57,6 +57,7 @@ def sweep_points(results: Path, rows: LoaderRows) -> list[dict[str, Any]]:
             readers[key[0]] = got[rows.reader]["pairs_per_s"]
         points.append({"py_workers": key[0], "threads": key[1], "hw_decoder_load": key[2],
                        "pairs_per_s": got.get(rows.loader, {}).get("pairs_per_s"), "skipped": r.get("skipped", {})})
+    points.sort(key=lambda p: (p["py_workers"], p["threads"], p["hw_decoder_load"]))
     for p in points:
         p["ceiling_pairs_per_s"] = ceilings.get((p["threads"], p["hw_decoder_load"]))
         p["reader_pairs_per_s"] = readers.get(p["py_workers"])
