@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from benchmarks.gpu_summary import best_loader_options, read_json, summarise, su
 from siammae_common.console import UserError, info
 
 RESERVE_S = 10.0            # kept back from the budget for the summary and the last pack
+ENV_CAP_S = 45.0            # the env step (imports everything; ~25 s on 2 busy cores), before the device is known
 
 
 def _names(text: str | None, option: str) -> set[str]:
@@ -94,42 +96,19 @@ def main(out: Path, budget: float, device: str, shards: Path | None, only: str |
     """Run the GPU check's steps under a time budget and pack their raw outputs and a summary into OUT."""
     started = float(os.environ.get("SIAMMAE_GPU_CHECK_START") or time.time())
     command = os.environ.get("SIAMMAE_GPU_CHECK_COMMAND") or " ".join(["python -m benchmarks.gpu_check", *sys.argv[1:]])
-    selected = _names(only, "--only") or set(STEP_NAMES)
-    selected -= _names(skip, "--skip")
-    cap_overrides = _caps(caps)
-    out.mkdir(parents=True, exist_ok=True)
-    if any(out.iterdir()):
-        raise UserError(f"{out}: already holds files; the check needs an empty folder for its one archive")
-    name = f"gpu-check-{slug({'gpus': gpus(), 'cpu_cores': os.cpu_count()})}-{datetime.now():%Y%m%d-%H%M%S}"
-    archive = out / f"{name}.tar.gz"
-    work = Path(tempfile.mkdtemp(prefix="siammae-gpu-check-"))
-    paths = Paths(work / name, work / "scratch", shards.resolve() if shards else None)
-    paths.results.mkdir()
-    paths.scratch.mkdir()
-    (paths.results / "command.txt").write_text(f"{command}\n{datetime.now(timezone.utc).isoformat()}\n"
-                                               f"budget {budget:g} s, python {sys.executable}\n")
+    run = CheckRun(device, (_names(only, "--only") or set(STEP_NAMES)) - _names(skip, "--skip"), _caps(caps),
+                   command, budget)
+    archive, work, paths = _prepare(out, shards, run)
     install_signal_handlers()
     runner = StepRunner(paths.results, budget, RESERVE_S, started, on_record=lambda: pack(paths.results, archive))
     interrupted, text = False, ""
     try:
-        runner.run(Step("env", "machine: device, driver, versions, rates", cap_overrides.get("env", 30), lambda: [
-            sys.executable, "-m", "benchmarks.environment", "--json", str(paths.results / "env.json"),
-            "--nvidia-smi", str(paths.results / "nvidia-smi.txt"), "--command", command], 5))
-        dev = _device(device, paths.results)
-        cfg = CheckConfig.for_device(dev, os.cpu_count() or 1).with_caps(cap_overrides)
-        info(f"[gpu-check] device {dev}, budget {budget:g} s, steps: {', '.join(s for s in STEP_NAMES if s in selected)}")
-        for step in plan(cfg, paths, lambda: best_loader_options(paths.results, dev)):
-            if step.name not in selected:
-                runner.records.append(StepRecord(step.name, step.title, "not selected"))
-                continue
-            record = runner.run(step)
-            info(f"[gpu-check] {step.name}: {record.status} in {record.seconds:.1f} s"
-                 + (f" ({record.reason})" if record.reason else ""))
+        _run_steps(runner, paths, run)
     except Interrupted as exc:
         interrupted = True
         info(f"[gpu-check] {exc}: stopping, packing what there is")
         done = {r.name for r in runner.records}
-        runner.records += [StepRecord(n, "", "skipped", "the check was interrupted") if n in selected else
+        runner.records += [StepRecord(n, "", "skipped", "the check was interrupted") if n in run.selected else
                            StepRecord(n, "", "not selected") for n in STEP_NAMES if n not in done]
     finally:
         for _ in range(2):                  # a signal during the packing: pack again (later ones are ignored)
@@ -151,6 +130,51 @@ def main(out: Path, budget: float, device: str, shards: Path | None, only: str |
     if bad:
         info(f"[gpu-check] not ok: {', '.join(bad)}")
         raise SystemExit(1)
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What was asked for: the device (auto / cuda / cpu), the steps, cap overrides, the command, the budget."""
+
+    device: str
+    selected: set[str]
+    caps: dict[str, float]
+    command: str
+    budget: float
+
+
+def _prepare(out: Path, shards: Path | None, run: CheckRun) -> tuple[Path, Path, Paths]:
+    """(archive path, work folder, paths): OUT checked empty, a work folder with results/ and scratch/."""
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise UserError(f"{out}: already holds files; the check needs an empty folder for its one archive")
+    name = f"gpu-check-{slug({'gpus': gpus(), 'cpu_cores': os.cpu_count()})}-{datetime.now():%Y%m%d-%H%M%S}"
+    work = Path(tempfile.mkdtemp(prefix="siammae-gpu-check-"))
+    paths = Paths(work / name, work / "scratch", shards.resolve() if shards else None)
+    paths.results.mkdir()
+    paths.scratch.mkdir()
+    (paths.results / "command.txt").write_text(f"{run.command}\n{datetime.now(timezone.utc).isoformat()}\n"
+                                               f"budget {run.budget:g} s, python {sys.executable}\n")
+    return out / f"{name}.tar.gz", work, paths
+
+
+def _run_steps(runner: StepRunner, paths: Paths, run: CheckRun) -> None:
+    """env first (it tells the device), then the plan's steps in order."""
+    env_cmd = [sys.executable, "-m", "benchmarks.environment", "--json", str(paths.results / "env.json"),
+               "--nvidia-smi", str(paths.results / "nvidia-smi.txt"), "--command", run.command]
+    runner.run(Step("env", "machine: device, driver, versions, rates", run.caps.get("env", ENV_CAP_S),
+                    lambda: env_cmd, 5))
+    dev = _device(run.device, paths.results)
+    cfg = CheckConfig.for_device(dev, os.cpu_count() or 1).with_caps(run.caps)
+    info(f"[gpu-check] device {dev}, budget {run.budget:g} s, steps: "
+         f"{', '.join(s for s in STEP_NAMES if s in run.selected)}")
+    for step in plan(cfg, paths, lambda: best_loader_options(paths.results, dev)):
+        if step.name not in run.selected:
+            runner.records.append(StepRecord(step.name, step.title, "not selected"))
+            continue
+        record = runner.run(step)
+        info(f"[gpu-check] {step.name}: {record.status} in {record.seconds:.1f} s"
+             + (f" ({record.reason})" if record.reason else ""))
 
 
 if __name__ == "__main__":

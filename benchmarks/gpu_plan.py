@@ -38,13 +38,13 @@ ROWS: dict[str, LoaderRows] = {"cuda": LoaderRows("dali_gpu", "ceiling_gpu", "so
 
 STEP_NAMES = ("env", "data", "train-eager", "loader-sweep", "davis-data", "davis", "gpu-tests", "train-compile")
 
-# (cap, least time worth starting, item cap) per step, seconds. GPU: sized for one H100 and a 420 s
-# budget (benchmarks/README.md has the estimate each is sized from); CPU: for the rehearsal.
+# (cap, least time worth starting, item cap) per step after env (gpu_check.ENV_CAP_S), seconds. GPU: sized
+# for one H100 and a 420 s budget (docs/gpu-check.md has the estimate each is sized from); CPU: the rehearsal.
 CAPS: dict[str, dict[str, tuple[float, float, float | None]]] = {
-    "cuda": {"env": (30, 5, None), "data": (45, 10, None), "train-eager": (100, 15, 45),
+    "cuda": {"data": (45, 10, None), "train-eager": (100, 15, 45),
              "loader-sweep": (130, 15, 30), "davis-data": (40, 10, None), "davis": (110, 20, None),
              "gpu-tests": (100, 20, None), "train-compile": (200, 30, 120)},
-    "cpu": {"env": (30, 5, None), "data": (30, 5, None), "train-eager": (60, 10, 40),
+    "cpu": {"data": (30, 5, None), "train-eager": (60, 10, 40),
             "loader-sweep": (60, 10, 30), "davis-data": (30, 5, None), "davis": (60, 10, None),
             "gpu-tests": (90, 10, None), "train-compile": (150, 20, 120)},
 }
@@ -122,67 +122,82 @@ def gpu_test_files(tests: Path = REPO / "tests") -> list[str]:
     return sorted(str(p.relative_to(REPO)) for p in tests.glob("test_*.py") if mark.search(p.read_text()))
 
 
-def _ready_shards(paths: Paths) -> Path | None:
-    return paths.shards if (paths.shards / "manifest.json").is_file() else None
+@dataclass(frozen=True)
+class StepCommands:
+    """Each step's command, built when its turn comes (from what the steps before it left), or the reason
+    it cannot run."""
+
+    cfg: CheckConfig
+    paths: Paths
+
+    @property
+    def _py(self) -> str:
+        return sys.executable
+
+    def _ready_shards(self) -> Path | None:
+        shards = self.paths.shards
+        return shards if (shards / "manifest.json").is_file() else None
+
+    def data(self) -> list[str] | str:
+        if self.paths.given_shards is not None:
+            return f"shards given: {self.paths.given_shards}"
+        return [self._py, "-m", "benchmarks.gpu_data", str(self.paths.shards), *self.cfg.data_args,
+                "--workers", str(os.cpu_count() or 1)]
+
+    def train(self, mode: str, loader_options: tuple[str, ...]) -> list[str]:
+        cfg, shards = self.cfg, self._ready_shards()
+        loader = ["--shards", str(shards), *loader_options] if shards else []
+        compiling = ["--compile", *cfg.compile_args] if mode == "compile" else ["--no-compile"]
+        return [self._py, "-m", "benchmarks.gpu_items", "train", "--out", str(self.paths.results / f"train-{mode}"),
+                "--batch-sizes", ",".join(map(str, cfg.batch_sizes)), *compiling, *cfg.train_args, *loader]
+
+    def sweep(self) -> list[str] | str:
+        cfg, shards, rows = self.cfg, self._ready_shards(), self.cfg.rows
+        if shards is None:
+            return "no shards (the data step did not make them)"
+        return [self._py, "-m", "benchmarks.gpu_items", "sweep", "--shards", str(shards),
+                "--out", str(self.paths.results / "loader-sweep"), "--rows", f"{rows.loader},{rows.ceiling},{rows.reader}",
+                "--py-workers", ",".join(map(str, cfg.py_workers)), "--threads", ",".join(map(str, cfg.threads)),
+                "--hw-loads", ",".join(f"{h:g}" for h in cfg.hw_loads), *cfg.sweep_args]
+
+    def davis_data(self) -> list[str]:
+        return [self._py, "tools/make_synthetic.py", str(self.paths.scratch / "davis"), *self.cfg.davis_data_args,
+                "--workers", str(os.cpu_count() or 1)]
+
+    def davis(self) -> list[str] | str:
+        root = self.paths.scratch / "davis" / "DAVIS"
+        if not (root / "ImageSets" / "2017" / "val.txt").is_file():
+            return "no DAVIS-sized set (the davis-data step did not make it)"
+        return [self._py, "-m", "benchmarks.davis_timing", "--davis-root", str(root), "--out",
+                str(self.paths.scratch / "davis-results"), *self.cfg.davis_args,
+                "--json", str(self.paths.results / "davis" / "davis.json")]
+
+    def gpu_tests(self) -> list[str] | str:
+        files = gpu_test_files()
+        if not files:
+            return "no test file holds a gpu-marked test"
+        return [self._py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+                "-rA", "--junitxml", str(self.paths.results / "gpu-tests" / "junit.xml"), *files]
 
 
 def plan(cfg: CheckConfig, paths: Paths, best_setting: Callable[[], tuple[str, ...]]) -> list[Step]:
     """The steps after `env`, in order. best_setting() -> siammae-train options of the sweep's fastest
     loader setting (read when train-compile starts), or () when there is none."""
-    py, res, workers = sys.executable, paths.results, str(os.cpu_count() or 1)
-    rows = cfg.rows
+    c = StepCommands(cfg, paths)
 
     def step(name: str, title: str, command: Callable[[], list[str] | str]) -> Step:
         cap, least, item = cfg.limits(name)
         return Step(name, title, cap, command, least, item)
 
-    def data() -> list[str] | str:
-        if paths.given_shards is not None:
-            return f"shards given: {paths.given_shards}"
-        return [py, "-m", "benchmarks.gpu_data", str(paths.shards), *cfg.data_args, "--workers", workers]
-
-    def train(mode: str, loader_options: tuple[str, ...]) -> list[str]:
-        shards = _ready_shards(paths)
-        loader = ["--shards", str(shards), *loader_options] if shards else []
-        return [py, "-m", "benchmarks.gpu_items", "train", "--out", str(res / f"train-{mode}"),
-                "--batch-sizes", ",".join(map(str, cfg.batch_sizes)),
-                *(["--compile", *cfg.compile_args] if mode == "compile" else ["--no-compile"]), *cfg.train_args, *loader]
-
-    def sweep() -> list[str] | str:
-        shards = _ready_shards(paths)
-        if shards is None:
-            return "no shards (the data step did not make them)"
-        return [py, "-m", "benchmarks.gpu_items", "sweep", "--shards", str(shards), "--out", str(res / "loader-sweep"),
-                "--rows", f"{rows.loader},{rows.ceiling},{rows.reader}",
-                "--py-workers", ",".join(map(str, cfg.py_workers)), "--threads", ",".join(map(str, cfg.threads)),
-                "--hw-loads", ",".join(f"{h:g}" for h in cfg.hw_loads), *cfg.sweep_args]
-
-    def davis_data() -> list[str]:
-        return [py, "tools/make_synthetic.py", str(paths.scratch / "davis"), *cfg.davis_data_args, "--workers", workers]
-
-    def davis() -> list[str] | str:
-        root = paths.scratch / "davis" / "DAVIS"
-        if not (root / "ImageSets" / "2017" / "val.txt").is_file():
-            return "no DAVIS-sized set (the davis-data step did not make it)"
-        return [py, "-m", "benchmarks.davis_timing", "--davis-root", str(root), "--out",
-                str(paths.scratch / "davis-results"), *cfg.davis_args, "--json", str(res / "davis" / "davis.json")]
-
-    def gpu_tests() -> list[str] | str:
-        files = gpu_test_files()
-        if not files:
-            return "no test file holds a gpu-marked test"
-        return [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
-                "-rA", "--junitxml", str(res / "gpu-tests" / "junit.xml"), *files]
-
     return [
-        step("data", "shards of rendered 320x240 clips (numpy + Pillow, make_shards' writer)", data),
-        step("train-eager", "ViT-S/16 training step, eager: from memory, and fed by the loader at "
-                            "siammae-train's defaults", lambda: train("eager", ())),
+        step("data", "clip shards of rendered frames (numpy + Pillow, make_shards' writer)", c.data),
+        step("train-eager", "training step, eager: from memory, and fed by the loader at siammae-train's "
+                            "defaults", lambda: c.train("eager", ())),
         step("loader-sweep", "DALI loader: source workers x decoder threads x hw_decoder_load, ceiling, "
-                             "reader alone", sweep),
-        step("davis-data", "DAVIS-val-sized set: 30 sequences, ~2,000 frames at 854x480", davis_data),
-        step("davis", "DAVIS label propagation + scoring, default protocol", davis),
-        step("gpu-tests", "the gpu-marked tests", gpu_tests),
-        step("train-compile", "ViT-S/16 training step, torch.compile: from memory, and fed by the loader at "
-                              "the sweep's fastest setting", lambda: train("compile", best_setting())),
+                             "reader alone", c.sweep),
+        step("davis-data", "a DAVIS-val-sized set (toy-sized on a CPU)", c.davis_data),
+        step("davis", "DAVIS label propagation + scoring, default protocol", c.davis),
+        step("gpu-tests", "the gpu-marked tests", c.gpu_tests),
+        step("train-compile", "training step, torch.compile: from memory, and fed by the loader at the "
+                              "sweep's fastest setting", lambda: c.train("compile", best_setting())),
     ]

@@ -40,4 +40,4 @@ fi
 ls -la "$out"
 echo "staged $(du -sh "$tmp" | cut -f1) of wheels for Python ${PY_VERSION:-3.12} as $(ls "$out"/part-* | wc -l)" \
      "parts of <= ${part_mb} MiB in $out in $(( $(date +%s) - start )) s; carry one part per call, then run" \
-     "benchmarks/gpu_install.sh (benchmarks/README.md, 'The GPU check')"
+     "benchmarks/gpu_install.sh (docs/gpu-check.md)"
