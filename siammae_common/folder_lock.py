@@ -45,15 +45,22 @@ def _holder_text(fd: int) -> str:
         return "another process (it is starting)"
 
 
-def _open_lock_file(path: Path, what: str, folder: Path) -> int:
+def _open_lock_file(path: Path, what: str, folder: Path) -> tuple[int, bool]:
+    """(descriptor, whether this call created the file)."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), True
+        except FileExistsError:
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC), False
+    except FileNotFoundError:                 # removed in between by its holder: try again
+        return _open_lock_file(path, what, folder)
     except OSError as e:
         raise UserError(f"{what} {folder}: output folder is not writable ({e.strerror})") from None
 
 
-def _lock(fd: int, path: Path, what: str, folder: Path, wait: bool) -> bool:
-    """True when `fd` now holds the lock; False where the file system has none and the user allows it."""
+def _lock(fd: int, path: Path, what: str, folder: Path, wait: bool, created: bool) -> bool:
+    """True when `fd` now holds the lock; False where the file system has none and the user allows it.
+    `created`: the caller made the lock file (removed again when writing is refused for want of locks)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         return True
@@ -67,6 +74,8 @@ def _lock(fd: int, path: Path, what: str, folder: Path, wait: bool) -> bool:
             raise
         if os.environ.get(UNLOCKED_ENV) != "1":
             os.close(fd)
+            if created:
+                path.unlink(missing_ok=True)
             raise UserError(f"{what} {folder}: the file system does not support locks ({e.strerror}), so no "
                             f"other writer can be kept out; set {UNLOCKED_ENV}=1 to write there anyway, making sure "
                             "only one process writes into it") from None
@@ -85,7 +94,9 @@ class FolderLock:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UserError(f"{what} {folder}: cannot create the output folder ({e.strerror})") from None
+            above = next(p for p in self.folder.absolute().parents if p.exists())
+            problem = f"{above} is a file, not a folder" if not above.is_dir() else e.strerror
+            raise UserError(f"{what} {folder}: cannot create the output folder ({problem})") from None
         try:
             self.fd, self.locked = self._acquire(what, wait)
         except BaseException:
@@ -98,8 +109,8 @@ class FolderLock:
 
     def _acquire(self, what: str, wait: bool) -> tuple[int, bool]:
         while True:                           # the holder may remove the file as it releases: lock the file that is there
-            fd = _open_lock_file(self.path, what, self.folder)
-            if not _lock(fd, self.path, what, self.folder, wait):
+            fd, created = _open_lock_file(self.path, what, self.folder)
+            if not _lock(fd, self.path, what, self.folder, wait, created):
                 return fd, False
             try:
                 if os.path.samestat(os.fstat(fd), os.stat(self.path)):
