@@ -92,12 +92,13 @@ def _check_same_options(out: Path, manifests: list[Manifest], parts: int) -> Non
     ref, part = options[keyed.index(common)], options[odd[0]]
     diff = sorted(key for key in set(ref) | set(part) if ref.get(key) != part.get(key))
     others = ", ".join(str(k + 1) for k in range(parts) if k not in odd)
+    others = f"part{'s' if ',' in others else ''} {others}"
     if "inputs" in diff:
         raise UserError(f"{out}: the parts saw different video listings (part {odd[0] + 1}/{parts}: "
-                        f"{part.get('inputs', {}).get('videos')} videos, parts {others}: "
+                        f"{part.get('inputs', {}).get('videos')} videos, {others}: "
                         f"{ref.get('inputs', {}).get('videos')}); the source changed while they ran: run every "
                         f"part again with --overwrite, then --merge")
-    said = "; ".join(f"{key} {part.get(key)!r} there, {ref.get(key)!r} in parts {others}" for key in diff)
+    said = "; ".join(f"{key} {part.get(key)!r} there, {ref.get(key)!r} in {others}" for key in diff)
     command = rerun_command({**ref, "part": f"{odd[0] + 1}/{parts}"}, out, "--overwrite")
     also = f" (then likewise part(s) {', '.join(f'{k + 1}/{parts}' for k in odd[1:])})" if len(odd) > 1 else ""
     raise UserError(f"{out}: part {odd[0] + 1}/{parts} was made with other options than the others ({said}); "
