@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import torch
 
-from model.checkpoint import load_model
+from model.checkpoint import model_for_command
 from model.config import ModelConfig
 from model.pos_embed import sincos_2d
 from model.siammae import SiamMAE
@@ -58,18 +58,18 @@ def timm_state_dict(model: SiamMAE) -> dict[str, torch.Tensor]:
 def export_timm(checkpoint: Path, out: Path) -> tuple[str, int]:
     """Write OUT (state dict) and OUT with suffix .json; returns (timm model name, image size)."""
     checkpoint, out = Path(checkpoint), Path(out)
-    if not checkpoint.is_file():
-        raise UserError(f"{checkpoint}: checkpoint not found")
-    try:
-        model, cfg = load_model(checkpoint, map_location="cpu")
-    except Exception as err:  # torch.load raises many kinds; all mean an unusable file
-        raise UserError(f"{checkpoint}: cannot load the checkpoint ({err})") from err
+    if out.is_dir():
+        raise UserError(f"--timm {out}: is a folder; give the file to write, e.g. {out / 'encoder.pth'}")
+    model, cfg = model_for_command(checkpoint, map_location="cpu")
     name = timm_name(cfg)
     state = timm_state_dict(model)
     meta = {"timm_model": name, "img_size": cfg.input_size}
-    with atomic_write(out) as f:
-        torch.save(state, f)
-    write_text_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
+    try:
+        with atomic_write(out) as f:
+            torch.save(state, f)
+        write_text_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
+    except OSError as e:
+        raise UserError(f"--timm {out}: cannot write it ({e.strerror})") from None
     return name, cfg.input_size
 
 
