@@ -129,8 +129,13 @@ def flag_names(message: str) -> str:
      help="Continue from OUT/checkpoints/latest.pt; starts a new run only if OUT holds no run yet.")
 @click.option("--resume-from", "resume_from", type=click.Path(path_type=Path), default=None,
               help="Continue from this checkpoint (latest.pt or any kept epoch_NNNN.pt) into OUT.")
+@opt("--resume-anyway/--no-resume-anyway", name="resume_anyway",
+     help="Resume although the shard set or an option that fixes the batches or the optimisation (seed, batch "
+          "size, epochs, sampling, lr, ...) differs from the checkpoint's; recorded in config.json's history.")
 @opt("--overwrite/--no-overwrite", name="overwrite",
      help="Start over in an OUT that holds a run, removing its checkpoints, logs and images.")
+@opt("--allow-incomplete/--no-allow-incomplete", name="allow_incomplete",
+     help="Train on a shard folder whose manifest make_shards has not marked complete (the shards it lists).")
 @opt("--log-every", name="log_every", type=int, help="Steps between metrics.jsonl / TensorBoard rows.")
 @opt("--save-every", name="save_every", type=int,
      help="Epochs between kept checkpoints (checkpoints/epoch_NNNN.pt).")
@@ -146,6 +151,7 @@ def main(**options: object) -> None:
     """
     from model.checkpoint import CheckpointError  # imported late: --help stays fast
     from model.train import NonFiniteLossError, train
+    from model.train_checkpoint import CheckpointSaveError
     from pipeline.frame_index import ShardError
 
     try:
@@ -154,7 +160,7 @@ def main(**options: object) -> None:
         raise UserError(flag_names(str(e))) from None
     try:
         train(cfg)
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, CheckpointSaveError) as e:        # the run, not the input: exit 1
         raise click.ClickException(str(e)) from None
     except (ShardError, FileNotFoundError, CheckpointError) as e:   # data or files: one line, exit 2
         raise UserError(str(e)) from None
