@@ -26,7 +26,9 @@ from evaluation.report import (
 from evaluation.segmentation import annotation_resize_rule
 from evaluation.settings import DEFAULT_PROTOCOL, PROTOCOLS, protocol_settings
 from siammae_common.atomic import write_text_atomic
+from siammae_common.cli_types import COUNT, SEED
 from siammae_common.console import info
+from siammae_common.folder_lock import folder_lock
 
 PATH = click.Path(path_type=Path)
 SCORE_ON_HELP = ("native: the official protocol, results at each sequence's own size; protocol-size: results "
@@ -35,7 +37,7 @@ SCORE_ON_HELP = ("native: the official protocol, results at each sequence's own 
 
 def score_options(f):
     """--score-on and --workers (scoring processes)."""
-    f = click.option("--workers", type=int, default=None, help="Scoring processes (default: every core).")(f)
+    f = click.option("--workers", type=COUNT, default=None, help="Scoring processes (default: every core).")(f)
     return click.option("--score-on", type=click.Choice(SCORE_ON), default="native", show_default=True,
                         help=SCORE_ON_HELP)(f)
 
@@ -60,10 +62,11 @@ def davis_cmd(davis_root: Path, out: Path, subset: str, resolution: str, sequenc
     settings = build_settings(kw, "davis")
     extractor = build_extractor(kw, settings.device)
     names = sequences.split(",") if sequences else None
-    metrics = davis.run_davis(extractor, davis_root, out, settings, subset, resolution, names, score_on, workers)
-    write_json_atomic(out / "metrics.json", metrics)
-    write_text_atomic(out / "report.md", davis_global_table(metrics) + "\n\n" + settings_line(metrics) + "\n\n"
-                      + davis_sequence_table(metrics) + "\n")
+    with folder_lock(out):
+        metrics = davis.run_davis(extractor, davis_root, out, settings, subset, resolution, names, score_on, workers)
+        write_json_atomic(out / "metrics.json", metrics)
+        write_text_atomic(out / "report.md", davis_global_table(metrics) + "\n\n" + settings_line(metrics) + "\n\n"
+                          + davis_sequence_table(metrics) + "\n")
     click.echo(davis_global_table(metrics))
     info(f"wrote {out / 'metrics.json'}")
 
@@ -99,8 +102,10 @@ def davis_score_cmd(davis_root: Path, results: Path, json_out: Path | None, subs
 def jhmdb_cmd(jhmdb_root: Path, out: Path, split: int, **kw) -> None:
     """JHMDB pose propagation: PCK@0.1 and PCK@0.2 (fractions), per joint type then averaged."""
     settings = build_settings(kw, "jhmdb")
-    metrics = jhmdb.run_jhmdb(build_extractor(kw, settings.device), jhmdb_root, out, settings, split)
-    write_json_atomic(out / "metrics.json", metrics)
+    extractor = build_extractor(kw, settings.device)
+    with folder_lock(out):
+        metrics = jhmdb.run_jhmdb(extractor, jhmdb_root, out, settings, split)
+        write_json_atomic(out / "metrics.json", metrics)
     click.echo(f"PCK@0.1 {metrics['PCK@0.1']:.3f}  PCK@0.2 {metrics['PCK@0.2']:.3f}  ({metrics['videos']} videos)")
 
 
@@ -112,8 +117,10 @@ def jhmdb_cmd(jhmdb_root: Path, out: Path, split: int, **kw) -> None:
 def vip_cmd(vip_root: Path, out: Path, **kw) -> None:
     """VIP part propagation: mIoU over 20 classes from one confusion matrix."""
     settings = build_settings(kw, "vip")
-    metrics = vip.run_vip(build_extractor(kw, settings.device), vip_root, out, settings)
-    write_json_atomic(out / "metrics.json", metrics)
+    extractor = build_extractor(kw, settings.device)
+    with folder_lock(out):
+        metrics = vip.run_vip(extractor, vip_root, out, settings)
+        write_json_atomic(out / "metrics.json", metrics)
     click.echo(f"mIoU {metrics['mIoU']:.3f}  ({metrics['videos']} videos)")
 
 
@@ -121,7 +128,7 @@ def vip_cmd(vip_root: Path, out: Path, **kw) -> None:
 @click.option("--checkpoint", type=EXISTING, required=True, help="Trained run checkpoint (RUN/checkpoints/latest.pt).")
 @click.option("--davis-root", type=EXISTING, required=True, help="DAVIS folder (the synthetic one in the demo).")
 @click.option("--out", type=PATH, required=True, help="Writes OUT/metrics.json, OUT/report.md, OUT/overlay.png.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-init encoder.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random-init encoder.")
 @click.option("--pixel-mode", type=click.Choice(["flatten", "mean"]), default="flatten", show_default=True)
 @click.option("--subset", default="val", show_default=True)
 @click.option("--resolution", default="480p", show_default=True)
@@ -131,8 +138,9 @@ def compare_cmd(checkpoint: Path, davis_root: Path, out: Path, seed: int, pixel_
                 resolution: str, score_on: str, workers: int | None, **kw) -> None:
     """Trained checkpoint vs random-init encoder vs raw pixels on one DAVIS folder; one table."""
     settings = build_settings(kw, "davis")
-    results = compare_mod.compare_on_davis(checkpoint, davis_root, out, settings, seed, pixel_mode, subset,
-                                           resolution, score_on=score_on, workers=workers)
+    with folder_lock(out):
+        results = compare_mod.compare_on_davis(checkpoint, davis_root, out, settings, seed, pixel_mode, subset,
+                                               resolution, score_on=score_on, workers=workers)
     click.echo(comparison_table(results, ("J&F-Mean", "J-Mean", "F-Mean")))
     info(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'overlay.png'}")
 
