@@ -13,7 +13,7 @@ from ablation.runner import AblationSetup, load_results, run_grid
 from evaluation.settings import DEFAULT_PROTOCOL, PROTOCOLS, PropagationSettings, protocol_settings
 from pipeline.shard_format import MANIFEST_NAME
 from siammae_common.atomic import write_text_atomic
-from siammae_common.cli_types import COUNT, NON_NEGATIVE, POSITIVE, SEED
+from siammae_common.cli_types import COUNT, NON_NEGATIVE, POSITIVE, SEED, OneLineCommand
 from siammae_common.console import UserError, info
 from siammae_common.folder_lock import folder_lock
 
@@ -44,7 +44,7 @@ def _eval_settings(protocol: str, eval_size: str | None) -> PropagationSettings:
                                  param_hint="--eval-size") from None
 
 
-@click.command(context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
 @click.option("--shards", type=click.Path(path_type=Path), required=True, help="Shards folder (make_shards output).")
 @click.option("--davis-root", type=click.Path(path_type=Path), required=True,
               help="DAVIS-2017-layout folder used to evaluate every checkpoint.")

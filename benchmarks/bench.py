@@ -28,7 +28,7 @@ from benchmarks import bench_run as br
 from benchmarks.rounds import Runner, format_table, plot, run_rounds, summarise
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.frame_index import FrameIndex, ShardError
-from siammae_common.cli_types import FRACTION, POSITIVE
+from siammae_common.cli_types import FRACTION, POSITIVE, OneLineCommand
 from siammae_common.console import UserError, info, warn
 
 ALL_ROWS = ("naive", "naive_ffmpeg", "jpeg_folders", "wds", "dali_cpu", "dali_cpu_parallel", "dali_cpu_reader",
@@ -104,7 +104,7 @@ def _dali_rows(setup: br.BenchSetup, rows: set[str], skipped: dict[str, str]) ->
     return {r: runners[r] for r in dali_rows}
 
 
-@click.command()
+@click.command(cls=OneLineCommand)
 @click.option("--shards", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="Shard folder (with manifest.json), as written by tools/make_shards.py.")
 @click.option("--videos", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,

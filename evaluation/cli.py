@@ -26,7 +26,7 @@ from evaluation.report import (
 from evaluation.segmentation import annotation_resize_rule
 from evaluation.settings import DEFAULT_PROTOCOL, PROTOCOLS, protocol_settings
 from siammae_common.atomic import write_text_atomic
-from siammae_common.cli_types import COUNT, SEED
+from siammae_common.cli_types import COUNT, SEED, OneLineGroup
 from siammae_common.console import info
 from siammae_common.folder_lock import folder_lock
 
@@ -42,7 +42,7 @@ def score_options(f):
                         help=SCORE_ON_HELP)(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def main() -> None:
     """Evaluate a frozen encoder by label propagation, or score DAVIS results as the official toolkit does."""
 

@@ -24,6 +24,7 @@ from model.config import ModelConfig
 from model.pos_embed import sincos_2d
 from model.siammae import SiamMAE
 from siammae_common.atomic import atomic_write, write_text_atomic
+from siammae_common.cli_types import OneLineCommand
 from siammae_common.console import UserError, info
 
 # (patch, width, depth, heads) → timm's ViT of that shape (mlp ratio 4, qkv bias, LayerNorm eps 1e-6)
@@ -73,7 +74,7 @@ def export_timm(checkpoint: Path, out: Path) -> tuple[str, int]:
     return name, cfg.input_size
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--timm", "out", type=click.Path(path_type=Path), required=True,
               help="Write the encoder as a timm ViT state dict here, and its model name and size beside it (.json).")

@@ -12,6 +12,7 @@ import click
 from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES, ModelConfig
 from model.train_config import TrainConfig
 from pipeline.config import DecoderConfig, PairSamplingConfig
+from siammae_common.cli_types import OneLineCommand
 from siammae_common.console import UserError
 
 FIELDS = {**{f.name: f for f in dataclasses.fields(TrainConfig)},      # one name per setting: the field's
@@ -61,7 +62,7 @@ def flag_names(message: str) -> str:
                   lambda m: "--" + m.group(0).replace("_", "-") if m.group(0) in options else m.group(0), message)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--shards", type=click.Path(path_type=Path), required=True,
               help="Shard folder made by tools/make_shards.py (holds manifest.json).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/siammae"), show_default=True,

@@ -1,5 +1,7 @@
-"""Number options checked at the edge: every command's numeric options use these click types, so NaN,
-infinity and values out of range stop the command with one line naming the option (exit status 2)."""
+"""Options checked at the edge: every command's numeric options use these click types, so NaN, infinity
+and values out of range stop the command with one line naming the option (exit status 2); commands built
+with `OneLineCommand` / `OneLineGroup` print such a bad value as that one line, without click's usage
+text."""
 
 from __future__ import annotations
 
@@ -43,3 +45,31 @@ def pixel_size(text: str, what: str) -> tuple[int, int]:
     if h < 1 or w < 1:
         raise click.BadParameter(f"{text!r}: both sides must be at least 1 pixel", param_hint=what)
     return h, w
+
+
+def _one_line(error: click.BadParameter) -> click.BadParameter:
+    error.ctx = None                  # without a context click prints no usage text, only "Error: ..."
+    return error
+
+
+class OneLineCommand(click.Command):
+    """A click command whose bad option values (click.BadParameter, from a type or the command's own code)
+    are one line, exit status 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as e:
+            raise _one_line(e) from None
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.BadParameter as e:
+            raise _one_line(e) from None
+
+
+class OneLineGroup(click.Group):
+    """A click group whose subcommands are OneLineCommands."""
+
+    command_class = OneLineCommand

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from model.run_folder import start_fields
-from siammae_common.cli_types import COUNT
+from siammae_common.cli_types import COUNT, OneLineCommand
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -72,7 +72,7 @@ def run_step(title: str, argv: list[str]) -> None:
         raise click.ClickException(f"demo step '{title}' failed with exit status {completed.returncode}")
 
 
-@click.command()
+@click.command(cls=OneLineCommand)
 @click.option("--data", type=click.Path(path_type=Path), default=ROOT / "data" / "synthetic",
               show_default=True, help="Where the synthetic video set is written.")
 @click.option("--shards", type=click.Path(path_type=Path), default=ROOT / "shards" / "demo",

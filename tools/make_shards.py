@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 
 from pipeline.shard_format import Manifest, is_valid_key
-from siammae_common.cli_types import POSITIVE, SEED
+from siammae_common.cli_types import POSITIVE, SEED, OneLineCommand
 from siammae_common.console import UserError, info, progress, warn
 from siammae_common.folder_lock import folder_lock
 from tools.sharding.decode import DecodeJob, DecodeOptions, decode_video, lost_job
@@ -170,7 +170,7 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
              f"{deferred[0][1]}); the manifest stays incomplete: rerun the same command to retry them")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("src", type=click.Path(path_type=Path), required=False)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("shards"),
               show_default=True, help="Output folder.")

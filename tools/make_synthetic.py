@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from siammae_common.cli_types import COUNT, NON_NEGATIVE, SEED, finite
+from siammae_common.cli_types import COUNT, NON_NEGATIVE, SEED, OneLineCommand, finite
 from siammae_common.console import UserError, info, progress
 from tools.synthetic.datasets import CLASS_NAMES, JHMDB_ACTIONS, VideoSpec, make_video
 
@@ -192,7 +192,7 @@ def _range(value: str) -> tuple[int, int]:
     return lo, hi
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Everything derives from it.")
 @click.option("--sets", default=",".join(SETS), show_default=True, help="Which sets to write.")
