@@ -59,3 +59,52 @@ def test_the_loaders_workers_die_with_the_trainer(tmp_path: Path, loader: str, s
         os.kill(p, signal.SIGKILL)
     assert not left, f"worker processes outlived the trainer: {left}"
     assert not open_shard_files(shards)
+
+
+SPAWNED_SOURCE = """
+import os, sys, time
+import numpy as np
+from nvidia.dali import fn, pipeline_def
+from siammae_common.process_tree import DieWithParentPickler
+
+class Source:
+    def __call__(self, info):
+        return [np.zeros((4,), np.uint8)] * 2
+
+def main():
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None, py_num_workers=2, py_start_method="spawn",
+                  py_callback_pickler=DieWithParentPickler())
+    def pipe():
+        return fn.external_source(Source(), batch=True, batch_info=True, parallel=True)
+    p = pipe()
+    p.build()
+    p.run()
+    print("ready", flush=True)
+    time.sleep(300)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_dali_workers_spawned_with_the_pickler_die_with_their_parent(tmp_path: Path) -> None:
+    """The GPU path (DALI spawns its source workers there) on a CPU: the callback pickler's first act in
+    each worker is to tie it to its parent."""
+    pytest.importorskip("nvidia.dali")
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED_SOURCE)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert parent.stdout.readline().strip() == "ready", parent.stderr.read()
+    tree = {p for p in _descendants(parent.pid) if _alive(p)}
+    assert len(tree) >= 2
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+        time.sleep(0.1)
+    left = [p for p in tree if _alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"DALI's spawned workers outlived their parent: {left}"

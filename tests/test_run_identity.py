@@ -197,3 +197,22 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_the_old_on
     assert f"{latest}: cannot save the checkpoint" in errors[0] and "--resume" in errors[0]
     assert latest.read_bytes() == before
     assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
+def test_a_checkpoint_without_a_fingerprint_adopts_the_current_one_and_keeps_it(tmp_path: Path) -> None:
+    from test_old_run_folder import ARGS, OLD_RUN
+    from test_old_run_folder import N_FRAMES as OLD_FRAMES
+
+    shards = write_coded_shards(tmp_path / "shards", OLD_FRAMES, height=32, width=40, clips_per_shard=3)
+    run = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run)
+    result = CliRunner().invoke(main, ["--shards", str(shards), "--out", str(run), *ARGS, "--resume",
+                                       "--stop-at-step", "3"])
+    assert result.exit_code == 0 and "adopting the current shard fingerprint" in result.output, result.output
+    [entry] = json.loads((run / "config.json").read_text())["history"]
+    assert entry["step"] == 2 and "adopted" in entry
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["data"]["clips"] == len(OLD_FRAMES)
+    other = write_coded_shards(tmp_path / "other", list(reversed(OLD_FRAMES)), height=32, width=40,
+                               clips_per_shard=3)
+    result = CliRunner().invoke(main, ["--shards", str(other), "--out", str(run), *ARGS, "--resume"])
+    one_line(result.exit_code, result.output, 2, "shards: another set")
