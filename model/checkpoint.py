@@ -112,13 +112,22 @@ def load_weights(model: torch.nn.Module, weights: dict[str, Any], path: str | Pa
     naming the file and the first tensor that differs."""
     own = model.state_dict()
     for name in sorted(set(own) | set(weights)):
-        theirs = weights.get(name)
-        if name not in own or not isinstance(theirs, torch.Tensor) or theirs.shape != own[name].shape:
-            found = ("not in the model" if name not in own else "missing" if theirs is None
-                     else f"{list(theirs.shape)}, the model's is {list(own[name].shape)}"
-                     if isinstance(theirs, torch.Tensor) else f"a {type(theirs).__name__}, not a tensor")
-            raise CheckpointError(f"{path}: damaged or of another model: weight {name} is {found}")
+        problem = _weight_problem(weights.get(name), own.get(name))
+        if problem is not None:
+            raise CheckpointError(f"{path}: damaged or of another model: weight {name} is {problem}")
     model.load_state_dict(weights)
+
+
+def _weight_problem(theirs: Any, own: torch.Tensor | None) -> str | None:
+    if own is None:
+        return "not in the model"
+    if theirs is None:
+        return "missing"
+    if not isinstance(theirs, torch.Tensor):
+        return f"a {type(theirs).__name__}, not a tensor"
+    if theirs.shape != own.shape:
+        return f"{list(theirs.shape)}, the model's is {list(own.shape)}"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -111,7 +111,7 @@ def run_config(cfg: TrainConfig, state: TrainState, steps_per_epoch: int, dist_i
                 "steps_per_epoch": steps_per_epoch, "world_size": dist_info.world_size,
                 "micro_batch_per_rank": cfg.micro_batch(dist_info.world_size), "torch": torch.__version__,
                 "loader": loader}
-    return {**kept, "history": state.history}
+    return {"data": state.data, **kept, "history": state.history}     # a run from before fingerprints: adopted
 
 
 def _read_config(path: Path) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO
 from PIL import Image
 from test_make_shards_cluster import _without_root_powers
-from video_corpus import ffmpeg, lavfi_source
+from video_corpus import write_class_clips
 
 import tools.make_shards as make_shards_tool
 from pipeline import shard_reader as sr
@@ -33,12 +33,7 @@ TOOL = str(REPO / "tools" / "make_shards.py")
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six short clips in two class folders."""
-    root = tmp_path_factory.mktemp("writer_videos")
-    for c in range(2):
-        (root / f"C{c}").mkdir()
-        for i in range(3):
-            ffmpeg(*lavfi_source(0.6 + 0.04 * i), "-c:v", "mpeg4", str(root / f"C{c}" / f"clip{i}.avi"))
-    return root
+    return write_class_clips(tmp_path_factory.mktemp("writer_videos"), classes=2, per_class=3, seconds=0.6)
 
 
 def run(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
