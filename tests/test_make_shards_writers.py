@@ -162,3 +162,11 @@ def test_a_plain_rerun_forgets_the_failure_of_a_folder_it_can_read_now(videos: P
     assert second.returncode == 0, second.stderr
     manifest = sr.read_manifest(out)
     assert manifest.failures == [] and manifest.clips == 6 and manifest.complete
+
+
+@pytest.mark.parametrize("bad", [{"fps": float("nan")}, {"fps": float("inf")}, {"fps": 0.0}, {"quality": 0},
+                                 {"short_side": 4}, {"min_frames": 0}])
+def test_decode_options_refuse_what_the_command_line_refuses(bad: dict) -> None:
+    """Callers of make_shards() in Python get the same checks as the command line."""
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        DecodeOptions(**bad)
