@@ -117,8 +117,8 @@ def _shard(inputs: InputSet, sink: ShardSink, options: DecodeOptions, part: tupl
     if sink.manifest.complete and not todo and not new_problems:
         if forgotten:
             sink.finish()
-        info(f"{sink.path}: already complete ({sink.manifest.clips} clips); nothing to do"
-             + (f" but forget {forgotten} failure(s) of inputs that are fine now" if forgotten else ""))
+        info(f"{sink.path}: already complete ({sink.manifest.clips} clips); "
+             + (f"forgot {forgotten} recorded failure(s) of inputs that are fine now" if forgotten else "nothing to do"))
         return sink.manifest
     for source, reason in new_problems:
         sink.fail(source, reason)
@@ -144,7 +144,8 @@ def _shard(inputs: InputSet, sink: ShardSink, options: DecodeOptions, part: tupl
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise EnvironmentFailure(f"{sink.out}: no space left ({e.strerror}); finished shards are kept, "
                                      "free some space and rerun the same command to resume") from None
-        raise
+        raise EnvironmentFailure(f"{e.filename or sink.out}: {e.strerror}; finished shards are kept, fix it and "
+                                 "rerun the same command to resume") from None
     except BaseException:
         sink.abort()
         raise
