@@ -90,7 +90,8 @@ class FolderLock:
         self.folder, self.path = Path(folder), Path(folder) / name
         if self.folder.exists() and not self.folder.is_dir():
             raise UserError(f"{what} {folder}: is a file, not a folder")
-        self.created = not self.folder.exists()
+        missing = [p for p in (self.folder.absolute(), *self.folder.absolute().parents) if not p.exists()]
+        self.created = missing[::-1]          # the folders this lock makes, outermost first
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -120,7 +121,7 @@ class FolderLock:
             os.close(fd)
 
     def release(self) -> None:
-        """Drop the lock (and its file); a folder this lock created is removed again if it stayed empty."""
+        """Drop the lock (and its file); the folders this lock created are removed again if they stayed empty."""
         if self.fd < 0:
             return
         self.path.unlink(missing_ok=True)
@@ -129,11 +130,11 @@ class FolderLock:
         self._remove_created_folder()
 
     def _remove_created_folder(self) -> None:
-        if self.created:
+        for folder in reversed(self.created):
             try:
-                self.folder.rmdir()
+                folder.rmdir()
             except OSError:                   # not empty: the run wrote something, keep it
-                pass
+                return
 
 
 @contextmanager

@@ -56,7 +56,7 @@ def test_the_lock_dies_with_its_process_even_by_sigkill(tmp_path: Path) -> None:
 def test_a_folder_the_lock_created_is_removed_when_nothing_was_written(tmp_path: Path) -> None:
     with fl.folder_lock(tmp_path / "new" / "out"):
         assert (tmp_path / "new" / "out").is_dir()
-    assert not (tmp_path / "new" / "out").exists()
+    assert not (tmp_path / "new").exists()
     with fl.folder_lock(tmp_path / "kept") as lock:
         (lock.folder / "result.txt").write_text("x")
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["result.txt"]
