@@ -28,6 +28,7 @@ from benchmarks import bench_run as br
 from benchmarks.rounds import Runner, format_table, plot, run_rounds, summarise
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.frame_index import FrameIndex, ShardError
+from siammae_common.cli_types import FRACTION, POSITIVE, OneLineCommand
 from siammae_common.console import UserError, info, warn
 
 ALL_ROWS = ("naive", "naive_ffmpeg", "jpeg_folders", "wds", "dali_cpu", "dali_cpu_parallel", "dali_cpu_reader",
@@ -103,7 +104,7 @@ def _dali_rows(setup: br.BenchSetup, rows: set[str], skipped: dict[str, str]) ->
     return {r: runners[r] for r in dali_rows}
 
 
-@click.command()
+@click.command(cls=OneLineCommand)
 @click.option("--shards", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="Shard folder (with manifest.json), as written by tools/make_shards.py.")
 @click.option("--videos", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
@@ -119,9 +120,9 @@ def _dali_rows(setup: br.BenchSetup, rows: set[str], skipped: dict[str, str]) ->
 @click.option("--crop-size", type=click.IntRange(min=8), default=224, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Interleaved rounds (every row once per round); 3 or more for figures you report.")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+@click.option("--seconds", type=POSITIVE, default=3.0, show_default=True,
               help="Measuring time per row and round.")
-@click.option("--hw-decoder-load", type=click.FloatRange(0, 1), default=0.65, show_default=True)
+@click.option("--hw-decoder-load", type=FRACTION, default=0.65, show_default=True)
 @click.option("--prefetch-queue-depth", "--prefetch", "prefetch", type=click.IntRange(min=1), default=2, show_default=True,
               help="Batches the DALI pipeline prepares ahead.")
 @click.option("--py-num-workers", "--py-workers", "py_workers", type=click.IntRange(min=1), default=1,

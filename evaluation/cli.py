@@ -29,7 +29,9 @@ from evaluation.segmentation import annotation_resize_rule
 from evaluation.settings import DEFAULT_PROTOCOL, PROTOCOLS, protocol_settings
 from evaluation.video_lists import find_root
 from siammae_common.atomic import write_text_atomic
+from siammae_common.cli_types import COUNT, SEED, OneLineGroup
 from siammae_common.console import info
+from siammae_common.folder_lock import folder_lock
 
 PATH = click.Path(path_type=Path)
 SCORE_ON_HELP = ("native: the official protocol, results at each sequence's own size; protocol-size: results "
@@ -43,13 +45,13 @@ def davis_root_of(path: Path) -> Path:
 
 def score_options(f):
     """--score-on and --num-workers (scoring processes; --workers, the older name, works too)."""
-    f = click.option("--num-workers", "--workers", "workers", type=int, default=None,
+    f = click.option("--num-workers", "--workers", "workers", type=COUNT, default=None,
                      help="Scoring processes (default: every core).")(f)
     return click.option("--score-on", type=click.Choice(SCORE_ON), default="native", show_default=True,
                         help=SCORE_ON_HELP)(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def main() -> None:
     """Evaluate a frozen encoder by label propagation, or score DAVIS results as the official toolkit does."""
 
@@ -77,18 +79,19 @@ def davis_cmd(davis_root: Path, out: Path, subset: str, resolution: str, sequenc
     extractor = build_extractor(kw, settings.device)
     names = sequences.split(",") if sequences else None
     score = not no_score and subset not in TEST_SUBSETS
-    metrics = davis.run_davis(extractor, davis_root_of(davis_root), out, settings, subset, resolution, names,
-                              score_on, workers, score=score, list_file=list_file, all_videos=all_videos)
-    if not score:
-        write_json_atomic(out / "submission.json", metrics)
-        info(f"wrote {metrics['submission']}: {metrics['sequences']} sequences, {metrics['frames']} PNGs in the "
-             "DAVIS challenge layout (sequence folders at the top, one indexed PNG per frame). Not scored here: "
-             "the DAVIS challenge's evaluation server scores it (upload the zip as a semi-supervised submission)"
-             + (f"; it scores 480p results, these are {resolution}" if resolution != "480p" else ""))
-        return
-    write_json_atomic(out / "metrics.json", metrics)
-    write_text_atomic(out / "report.md", davis_global_table(metrics) + "\n\n" + settings_line(metrics) + "\n\n"
-                      + davis_sequence_table(metrics) + "\n")
+    with folder_lock(out):
+        metrics = davis.run_davis(extractor, davis_root_of(davis_root), out, settings, subset, resolution, names,
+                                  score_on, workers, score=score, list_file=list_file, all_videos=all_videos)
+        if not score:
+            write_json_atomic(out / "submission.json", metrics)
+            info(f"wrote {metrics['submission']}: {metrics['sequences']} sequences, {metrics['frames']} PNGs in the "
+                 "DAVIS challenge layout (sequence folders at the top, one indexed PNG per frame). Not scored here: "
+                 "the DAVIS challenge's evaluation server scores it (upload the zip as a semi-supervised submission)"
+                 + (f"; it scores 480p results, these are {resolution}" if resolution != "480p" else ""))
+            return
+        write_json_atomic(out / "metrics.json", metrics)
+        write_text_atomic(out / "report.md", davis_global_table(metrics) + "\n\n" + settings_line(metrics) + "\n\n"
+                          + davis_sequence_table(metrics) + "\n")
     click.echo(davis_global_table(metrics))
     info(f"wrote {out / 'metrics.json'}")
 
@@ -127,9 +130,11 @@ def jhmdb_cmd(jhmdb_root: Path, out: Path, split: int, list_file: Path | None, a
     """JHMDB pose propagation: PCK@0.1 and PCK@0.2 (fractions), per joint type then averaged."""
     settings = build_settings(kw, "jhmdb")
     root = find_root(jhmdb_root, "Rename_Images", ("JHMDB",), "JHMDB")
-    metrics = jhmdb.run_jhmdb(build_extractor(kw, settings.device), root, out, settings, split,
-                              list_file=list_file, all_videos=all_videos)
-    write_json_atomic(out / "metrics.json", metrics)
+    extractor = build_extractor(kw, settings.device)
+    with folder_lock(out):
+        metrics = jhmdb.run_jhmdb(extractor, root, out, settings, split,
+                                  list_file=list_file, all_videos=all_videos)
+        write_json_atomic(out / "metrics.json", metrics)
     click.echo(f"PCK@0.1 {metrics['PCK@0.1']:.3f}  PCK@0.2 {metrics['PCK@0.2']:.3f}  ({metrics['videos']} videos)")
 
 
@@ -144,9 +149,10 @@ def vip_cmd(vip_root: Path, out: Path, list_file: Path | None, all_videos: bool,
     """VIP part propagation: mIoU over 20 classes from one confusion matrix."""
     settings = build_settings(kw, "vip")
     root = find_root(vip_root, "Images", ("VIP_Fine",), "VIP")
-    metrics = vip.run_vip(build_extractor(kw, settings.device), root, out, settings, list_file=list_file,
-                          all_videos=all_videos)
-    write_json_atomic(out / "metrics.json", metrics)
+    extractor = build_extractor(kw, settings.device)
+    with folder_lock(out):
+        metrics = vip.run_vip(extractor, root, out, settings, list_file=list_file, all_videos=all_videos)
+        write_json_atomic(out / "metrics.json", metrics)
     click.echo(f"mIoU {metrics['mIoU']:.3f}  ({metrics['videos']} videos)")
 
 
@@ -154,7 +160,7 @@ def vip_cmd(vip_root: Path, out: Path, list_file: Path | None, all_videos: bool,
 @click.option("--checkpoint", type=EXISTING, required=True, help="Trained run checkpoint (RUN/checkpoints/latest.pt).")
 @click.option("--davis-root", type=EXISTING, required=True, help="DAVIS folder (the synthetic one in the demo).")
 @click.option("--out", type=PATH, required=True, help="Writes OUT/metrics.json, OUT/report.md, OUT/overlay.png.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-init encoder.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random-init encoder.")
 @click.option("--pixel-mode", type=click.Choice(["flatten", "mean"]), default="flatten", show_default=True)
 @click.option("--subset", default="val", show_default=True)
 @click.option("--resolution", default="480p", show_default=True)
@@ -164,8 +170,9 @@ def compare_cmd(checkpoint: Path, davis_root: Path, out: Path, seed: int, pixel_
                 resolution: str, score_on: str, workers: int | None, **kw) -> None:
     """Trained checkpoint vs random-init encoder vs raw pixels on one DAVIS folder; one table."""
     settings = build_settings(kw, "davis")
-    results = compare_mod.compare_on_davis(checkpoint, davis_root_of(davis_root), out, settings, seed, pixel_mode, subset,
-                                           resolution, score_on=score_on, workers=workers)
+    with folder_lock(out):
+        results = compare_mod.compare_on_davis(checkpoint, davis_root_of(davis_root), out, settings, seed, pixel_mode,
+                                               subset, resolution, score_on=score_on, workers=workers)
     click.echo(comparison_table(results, ("J&F-Mean", "J-Mean", "F-Mean")))
     info(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'overlay.png'}")
 

@@ -12,6 +12,7 @@ import click
 from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES, ModelConfig
 from model.train_config import TrainConfig
 from pipeline.config import DecoderConfig, PairSamplingConfig
+from siammae_common.cli_types import OneLineCommand
 from siammae_common.console import UserError
 
 FIELDS = {**{f.name: f for f in dataclasses.fields(TrainConfig)},      # one name per setting: the field's
@@ -61,7 +62,7 @@ def flag_names(message: str) -> str:
                   lambda m: "--" + m.group(0).replace("_", "-") if m.group(0) in options else m.group(0), message)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--shards", type=click.Path(path_type=Path), required=True,
               help="Shard folder made by tools/make_shards.py (holds manifest.json).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/siammae"), show_default=True,
@@ -129,8 +130,13 @@ def flag_names(message: str) -> str:
      help="Continue from OUT/checkpoints/latest.pt; starts a new run only if OUT holds no run yet.")
 @click.option("--resume-from", "resume_from", type=click.Path(path_type=Path), default=None,
               help="Continue from this checkpoint (latest.pt or any kept epoch_NNNN.pt) into OUT.")
+@opt("--resume-anyway/--no-resume-anyway", name="resume_anyway",
+     help="Resume although the shard set or an option that fixes the batches or the optimisation (seed, batch "
+          "size, epochs, sampling, lr, ...) differs from the checkpoint's; recorded in config.json's history.")
 @opt("--overwrite/--no-overwrite", name="overwrite",
      help="Start over in an OUT that holds a run, removing its checkpoints, logs and images.")
+@opt("--allow-incomplete/--no-allow-incomplete", name="allow_incomplete",
+     help="Train on a shard folder whose manifest make_shards has not marked complete (the shards it lists).")
 @opt("--log-every", name="log_every", type=int,
      help="Steps between metrics.jsonl / TensorBoard rows and progress updates (a plain line each when stderr "
           "is not a terminal, as in a batch job's log).")
@@ -149,6 +155,7 @@ def main(**options: object) -> None:
     """
     from model.checkpoint import CheckpointError  # imported late: --help stays fast
     from model.train import NonFiniteLossError, train
+    from model.train_checkpoint import CheckpointSaveError
     from pipeline.frame_index import ShardError
 
     try:
@@ -157,7 +164,7 @@ def main(**options: object) -> None:
         raise UserError(flag_names(str(e))) from None
     try:
         train(cfg)
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, CheckpointSaveError) as e:        # the run, not the input: exit 1
         raise click.ClickException(str(e)) from None
     except (ShardError, FileNotFoundError, CheckpointError) as e:   # data or files: one line, exit 2
         raise UserError(str(e)) from None

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from model.config import ModelConfig, model_config
+from model.run_fingerprint import shard_fingerprint
 from pipeline.config import DecoderConfig, LoaderKind, PairSamplingConfig
-from pipeline.shard_format import MANIFEST_NAME
+from pipeline.manifest_checks import ShardSetError, check_manifest
+from pipeline.shard_format import MANIFEST_NAME, Manifest
 from pipeline.shard_reader import read_manifest
 from siammae_common.console import UserError
+from siammae_common.folder_lock import writer_of
 
 DeviceChoice = Literal["auto", "cuda", "cpu"]
 ParallelSourceChoice = Literal["auto", "on", "off"]
@@ -72,6 +75,8 @@ class TrainConfig:
     resume: bool = False
     resume_from: Path | None = None           # a kept checkpoint to continue from (any of latest / epoch_*)
     overwrite: bool = False                   # start over in an --out that holds a run (its files are removed)
+    resume_anyway: bool = False               # resume although the data or run-defining options changed (logged)
+    allow_incomplete: bool = False            # train on a shard folder make_shards has not finished
     log_every: int = 20
     save_every: int = 20                      # epochs between kept checkpoints
     latest_every: int = 500                   # steps between updates of checkpoints/latest.pt
@@ -156,12 +161,14 @@ class TrainConfig:
         return self.out / "checkpoints" / "latest.pt"
 
 
-def check_run_inputs(cfg: TrainConfig, world_size: int) -> None:
+def check_run_inputs(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """What a config alone cannot know: the shard folder, the batch split over this many processes, and the
-    run folder's rules. Raises a one-line UserError before anything is loaded."""
+    run folder's rules. Raises a one-line UserError before anything is loaded; returns the shard set's
+    fingerprint (model.run_fingerprint)."""
     from model.run_folder import check_run_folder
 
-    clips = _checked_manifest(cfg)
+    manifest = _checked_manifest(cfg)
+    clips = manifest.clips
     per_step = world_size * cfg.accum_steps
     if cfg.batch_size % per_step:
         raise UserError(f"--batch-size {cfg.batch_size} is not divisible by world size {world_size} x "
@@ -172,19 +179,28 @@ def check_run_inputs(cfg: TrainConfig, world_size: int) -> None:
                         f"clips x --pairs-per-clip {cfg.sampling.pairs_per_clip}), so every step would repeat "
                         f"pairs; use at most {epoch_pairs}")
     check_run_folder(cfg)
+    return shard_fingerprint(manifest, cfg.shards)
 
 
-def _checked_manifest(cfg: TrainConfig) -> int:
-    """The number of clips the shard folder's manifest lists; one clear line if it is missing or invalid."""
+def _checked_manifest(cfg: TrainConfig) -> Manifest:
+    """The shard folder's manifest, checked (pipeline.manifest_checks); one line saying what to run if it is
+    missing, invalid, unfinished (unless --allow-incomplete), or disagrees with the shards on disk."""
     if not cfg.shards.is_dir():
         raise UserError(f"--shards {cfg.shards}: no such directory")
     path = cfg.shards / MANIFEST_NAME
     if not path.is_file():
-        raise UserError(f"--shards {cfg.shards}: no {MANIFEST_NAME} (make the shards with tools/make_shards.py)")
+        parts = sorted(p.name for p in cfg.shards.glob("manifest-part*-of-*.json"))
+        hint = (f"it holds {parts[0]} ...: once every part is complete, run python tools/make_shards.py --merge "
+                f"{cfg.shards}" if parts else "make the shards with tools/make_shards.py")
+        raise UserError(f"--shards {cfg.shards}: no {MANIFEST_NAME} ({hint})")
     try:
-        clips = read_manifest(path).clips
+        manifest = read_manifest(path)
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:   # not JSON, fields missing or mistyped
         raise UserError(f"{path}: not a valid shard manifest ({type(e).__name__}: {e})") from None
-    if clips < 1:
+    try:
+        check_manifest(manifest, cfg.shards, allow_incomplete=cfg.allow_incomplete, writer=writer_of(cfg.shards))
+    except ShardSetError as e:
+        raise UserError(str(e)) from None
+    if manifest.clips < 1:
         raise UserError(f"{path}: the manifest lists no clips")
-    return clips
+    return manifest

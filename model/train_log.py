@@ -99,18 +99,37 @@ class StepWindow:
                 f"in {self.total_time:.1f} s of training (data_wait_frac in metrics.jsonl, per logged row)")
 
 
+def run_config(cfg: TrainConfig, state: TrainState, steps_per_epoch: int, dist_info: DistInfo,
+               loader: dict[str, Any], made_with: dict[str, Any] | None) -> dict[str, Any]:
+    """config.json: a new run's settings, shard fingerprint and loader. A resumed run keeps the file its
+    start wrote (or, where that is lost, the settings `made_with` of the checkpoint it resumed from), so
+    it never claims options that did not make the weights; its "history" lists every resume, with what
+    changed."""
+    path = Path(cfg.out) / "config.json"
+    kept = _read_config(path) if made_with is not None else None
+    if kept is None:
+        kept = {"train": made_with or cfg.to_dict(), "data": state.data, "schedule": vars(state.schedule),
+                "steps_per_epoch": steps_per_epoch, "world_size": dist_info.world_size,
+                "micro_batch_per_rank": cfg.micro_batch(dist_info.world_size), "torch": torch.__version__,
+                "loader": loader}
+    return {"data": state.data, **kept, "history": state.history}     # a run from before fingerprints: adopted
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) and isinstance(config.get("train"), dict) else None
+
+
 class RunLog:
-    def __init__(self, cfg: TrainConfig, state: TrainState, steps_per_epoch: int, dist_info: DistInfo,
-                 loader: dict[str, Any]) -> None:
+    def __init__(self, cfg: TrainConfig, state: TrainState, config: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is slow to import
 
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         schedule, start_step = state.schedule, state.step
-        config = {"train": cfg.to_dict(), "schedule": vars(schedule),
-                  "steps_per_epoch": steps_per_epoch, "world_size": dist_info.world_size,
-                  "micro_batch_per_rank": cfg.micro_batch(dist_info.world_size), "torch": torch.__version__,
-                  "loader": loader}
         write_text_atomic(self.out / "config.json", json.dumps(config, indent=1) + "\n")
         metrics = self.out / "metrics.jsonl"
         _drop_rows_after(metrics, start_step)           # rows a resumed-from-earlier run will write again

@@ -16,6 +16,7 @@ from nvidia.dali import fn, pipeline_def, types
 
 from pipeline.config import DecoderConfig, PairSamplingConfig
 from siammae_common.constants import IMAGENET_MEAN, IMAGENET_STD
+from siammae_common.process_tree import DieWithParentPickler, forks_die_with_this_process
 
 # Source outputs, in order: f1 bytes, f2 bytes, meta [B, 9] int32 (x, y, w, h, flip, clip, i, j, replaced).
 SOURCE_OUTPUTS = 3
@@ -93,8 +94,12 @@ def build_pipeline(source: Callable[..., Any], spec: GraphSpec, batch_size: int,
         return pair_graph(source, spec, parallel=parallel)
 
     kwargs: dict[str, Any] = {}
-    if parallel:
+    if parallel:      # the source's worker processes die with this one (siammae_common.process_tree)
         kwargs = {"py_num_workers": spec.decoder.py_num_workers, "py_start_method": py_start_method}
+        if py_start_method == "fork":
+            forks_die_with_this_process()
+        else:
+            kwargs["py_callback_pickler"] = DieWithParentPickler()
     pipe = _pipe(batch_size=batch_size, num_threads=spec.decoder.num_threads, device_id=device_id,
                  seed=seed, prefetch_queue_depth=spec.decoder.prefetch_queue_depth,
                  exec_dynamic=True, **kwargs)

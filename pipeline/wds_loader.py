@@ -19,7 +19,9 @@ a resumed run restarts at the exact batch without reading the batches before it.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import webdataset as wds
@@ -30,6 +32,7 @@ from pipeline.config import LoaderConfig
 from pipeline.epoch_position import EpochPosition
 from pipeline.frame_index import FrameIndex, ShardError
 from pipeline.wds_batches import BatchMaker, MadeBatch, WorkerFailure
+from siammae_common.process_tree import init_worker
 
 
 class BatchNumbers:
@@ -69,12 +72,14 @@ class WdsPairLoader(EpochPosition):
         cfg = self.cfg
         maker = BatchMaker(cfg, self.index, self.bad_frames.known_codes(self.index))
         stages = wds.DataPipeline(BatchNumbers(start), wds.split_by_worker, wds.map(maker))
-        # Workers start from a fresh forkserver process, not a fork of this one: a fork copies whatever
-        # state other libraries' thread pools are in (OpenCV's, once this process has resized or dilated
-        # with it), and the child then waits forever on a lock no thread of it will release.
+        # Workers are spawned, not forked from this process: a fork copies whatever state other libraries'
+        # thread pools are in (OpenCV's, once this process has resized or dilated with it), and the child
+        # then waits forever on a lock no thread of it will release. Spawned, they are this process's own
+        # children (a forkserver's would outlive it), and they die with it however it dies.
         loader = wds.WebLoader(stages, batch_size=None, num_workers=cfg.num_workers,
                                pin_memory=cfg.device == "cuda", prefetch_factor=2 if cfg.num_workers else None,
-                               multiprocessing_context="forkserver" if cfg.num_workers else None)
+                               multiprocessing_context="spawn" if cfg.num_workers else None,
+                               worker_init_fn=partial(init_worker, os.getpid()) if cfg.num_workers else None)
         self._stream = iter(loader)
         self._next_batch = start
         self.loader_builds += 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from video_corpus import FFMPEG, ffmpeg, lavfi_source
+from video_corpus import FFMPEG, ffmpeg, lavfi_source, write_class_clips
 
 import tools.make_shards as make_shards_tool
 import tools.sharding.decode as decode_module
@@ -30,11 +30,7 @@ TOOL = str(REPO / "tools" / "make_shards.py")
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twelve short clips in three class folders, and one file that is not a video."""
-    root = tmp_path_factory.mktemp("cluster_videos")
-    for c in range(3):
-        (root / f"C{c}").mkdir()
-        for i in range(4):
-            ffmpeg(*lavfi_source(0.4 + 0.04 * i), "-c:v", "mpeg4", str(root / f"C{c}" / f"clip{i}.avi"))
+    root = write_class_clips(tmp_path_factory.mktemp("cluster_videos"), classes=3, per_class=4, seconds=0.4)
     (root / "C0" / "broken.avi").write_bytes(b"RIFF not really")
     return root
 

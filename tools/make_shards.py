@@ -24,13 +24,15 @@ from pathlib import Path
 import click
 
 from pipeline.shard_format import Manifest, is_valid_key
+from siammae_common.cli_types import POSITIVE, SEED, OneLineCommand
 from siammae_common.console import UserError, info, progress, warn
+from siammae_common.folder_lock import folder_lock
 from tools.sharding.decode import DecodeJob, DecodeOptions, decode_video, lost_job
 from tools.sharding.inputs import InputSet, collect_inputs, shuffled_part
 from tools.sharding.kinetics import collect_subset
 from tools.sharding.merge import merge_if_complete, merge_parts
 from tools.sharding.pool import ordered_map
-from tools.sharding.writer import ShardLimit, ShardSink, check_partitioning
+from tools.sharding.writer import ShardLimit, ShardSink, check_partitioning, part_lock_name
 
 
 class EnvironmentFailure(click.ClickException):
@@ -70,24 +72,15 @@ def find_inputs(src: Path, split: str | None, subset: str | None = None) -> Inpu
     return inputs
 
 
-def prepare_out(out: Path, parts: int) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"{out}: output folder is not writable ({e.strerror})") from None
-    check_partitioning(out, parts)
-
-
 def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None = None, subset: str | None = None,
                 options: DecodeOptions | None = None, shard_size: str = "1GB", seed: int = 0,
                 part: tuple[int, int] = (1, 1), workers: int | None = None, retry_failed: bool = False,
-                show_progress: bool | None = None) -> Manifest:
+                overwrite: bool = False, show_progress: bool | None = None) -> Manifest:
     """Shard every video under `src` into `out`; returns the (part's) manifest. Resumes when rerun.
 
-    The manifest is complete unless some clips met an environment failure (they are retried by a rerun).
+    The run holds `out`'s lock (its part's, with `part`): a second run of the same part is refused at
+    once. `overwrite` discards what an earlier run of this part wrote. The manifest is complete unless
+    some clips met an environment failure (they are retried by a rerun).
     """
     options = options or DecodeOptions()
     try:
@@ -95,25 +88,42 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
     except ValueError as e:
         raise UserError(str(e)) from None
     inputs = find_inputs(src, split, subset)
-    prepare_out(out, part[1])
     recorded = {"source": str(src.resolve()), "split": split, **({"subset": subset} if subset else {}),
                 "name": name, "seed": seed,
                 "shard_size": shard_size, "part": f"{part[0]}/{part[1]}", **asdict(options)}
     if part[1] > 1:    # parts must all see the same listing, or the shuffle would assign clips differently
         listing = "\n".join(v.source for v in inputs.videos).encode()
         recorded["inputs"] = {"videos": len(inputs.videos), "sha1": hashlib.sha1(listing).hexdigest()}
-    sink = ShardSink(out, name, recorded, inputs.classes, limit, *part, retry_failed=retry_failed)
-    if sink.legacy is not None:
-        info(f"{sink.path}: complete, written by an older make_shards (format version {sink.legacy.format_version}"
-             f", no frame times); kept as it is (delete the folder to rewrite it)")
-        return sink.legacy
-    mine = shuffled_part(inputs.videos, seed, *part)
+    with folder_lock(out, part_lock_name(*part)):
+        check_partitioning(out, part[1])
+        sink = ShardSink(out, name, recorded, inputs.classes, limit, *part, retry_failed=retry_failed,
+                         overwrite=overwrite)
+        if sink.legacy is not None:
+            info(f"{sink.path}: complete, written by an older make_shards (format version "
+                 f"{sink.legacy.format_version}, no frame times); kept as it is (--overwrite shards it again)")
+            return sink.legacy
+        manifest = _shard(inputs, sink, options, part, workers, show_progress)
+        if part[1] > 1 and manifest.complete and (merged := merge_if_complete(out, part[1])) is not None:
+            info(f"{out}/manifest.json: all {part[1]} parts complete and merged ({merged.clips} clips)")
+    return manifest
+
+
+def _shard(inputs: InputSet, sink: ShardSink, options: DecodeOptions, part: tuple[int, int],
+           workers: int | None, show_progress: bool | None) -> Manifest:
+    """Decode this part's videos that are not done yet into `sink`; returns its manifest."""
+    listed = {v.source for v in inputs.videos} | {source for source, _ in inputs.problems}
+    # a failure this listing no longer reports (a folder readable now, an input gone) is obsolete
+    forgotten = sink.forget_failures(lambda f: f.source not in listed)
+    mine = shuffled_part(inputs.videos, sink.manifest.options["seed"], *part)
     problems = [p for i, p in enumerate(inputs.problems) if i % part[1] == part[0] - 1]
     skip = sink.done_keys | sink.done_sources
     todo = [v for v in mine if v.key not in skip and v.source not in skip]
     new_problems = [(s, r) for s, r in problems if s not in skip]
     if sink.manifest.complete and not todo and not new_problems:
-        info(f"{sink.path}: already complete ({sink.manifest.clips} clips); nothing to do")
+        if forgotten:
+            sink.finish()
+        info(f"{sink.path}: already complete ({sink.manifest.clips} clips); "
+             + (f"forgot {forgotten} recorded failure(s) of inputs that are fine now" if forgotten else "nothing to do"))
         return sink.manifest
     for source, reason in new_problems:
         sink.fail(source, reason)
@@ -139,17 +149,16 @@ def make_shards(src: Path, out: Path, *, name: str = "shards", split: str | None
     except OSError as e:
         sink.abort()
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise EnvironmentFailure(f"{out}: no space left ({e.strerror}); finished shards are kept, "
+            raise EnvironmentFailure(f"{sink.out}: no space left ({e.strerror}); finished shards are kept, "
                                      "free some space and rerun the same command to resume") from None
-        raise
+        raise EnvironmentFailure(f"{e.filename or sink.out}: {e.strerror}; finished shards are kept, fix it and "
+                                 "rerun the same command to resume") from None
     except BaseException:
         sink.abort()
         raise
     finally:
         bar.close()
-    _summarise(out, manifest, clips, frames, time.perf_counter() - start, deferred)
-    if part[1] > 1 and manifest.complete and (merged := merge_if_complete(out, part[1])) is not None:
-        info(f"{out}/manifest.json: all {part[1]} parts complete and merged ({merged.clips} clips)")
+    _summarise(sink.out, manifest, clips, frames, time.perf_counter() - start, deferred)
     return manifest
 
 
@@ -169,7 +178,7 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
              f"{deferred[0][1]}); the manifest stays incomplete: rerun the same command to retry them")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("src", type=click.Path(path_type=Path), required=False)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("shards"),
               show_default=True, help="Output folder.")
@@ -177,7 +186,7 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
 @click.option("--split", default=None, help="UCF101 split list, e.g. trainlist01 (default: every video).")
 @click.option("--subset", type=click.Choice(["train", "val", "test"]), default=None,
               help="The split folder of a Kinetics-style SRC (train/ val/ test/ replacement/) to shard.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--fps", type=POSITIVE, default=None,
               help="Resample to this constant rate (default: keep every decoded frame).")
 @click.option("--short-side", type=click.IntRange(min=8), default=None, help="Resize the shorter side to this.")
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG quality.")
@@ -187,8 +196,10 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
 @click.option("--keep-damaged", is_flag=True, help="Keep truncated or damaged clips (the frames that decode).")
 @click.option("--strict", is_flag=True, help="Reject any clip whose decoder printed an error, even if complete.")
 @click.option("--retry-failed", is_flag=True, help="Retry the inputs the manifest lists as failed.")
+@click.option("--overwrite", is_flag=True,
+              help="Discard what an earlier run (of this --part) wrote into OUT, with any options, and start over.")
 @click.option("--shard-size", default="1GB", show_default=True, help="Per shard: e.g. 1GB, 500MB, 100clips.")
-@click.option("--seed", default=0, show_default=True, help="Clip-order shuffle.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Clip-order shuffle.")
 @click.option("--part", default="1/1", show_default=True, help="Process part K of N (for job arrays).")
 @click.option("--merge", "merge", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write OUT/manifest.json from the finished --part K/N manifests in this folder (no SRC).")
@@ -196,7 +207,7 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
               help="Decoding processes (default: all cores).")
 def main(src: Path | None, out: Path, name: str, split: str | None, subset: str | None, fps: float | None,
          short_side: int | None, quality: int, max_frames: int | None, min_frames: int, keep_damaged: bool,
-         strict: bool, retry_failed: bool, shard_size: str, seed: int, part: str, merge: Path | None,
+         strict: bool, retry_failed: bool, overwrite: bool, shard_size: str, seed: int, part: str, merge: Path | None,
          workers: int | None) -> None:
     """Write WebDataset clip shards (+ DALI indexes + manifest.json) from the videos under SRC."""
     if merge is not None:
@@ -212,8 +223,9 @@ def main(src: Path | None, out: Path, name: str, split: str | None, subset: str 
         raise UserError(f"--name {name!r}: use letters, digits, '_' and '-' only")
     options = DecodeOptions(fps=fps, short_side=short_side, quality=quality, max_frames=max_frames,
                             min_frames=min_frames, keep_damaged=keep_damaged, strict=strict)
-    manifest = make_shards(src, out, name=name, split=split, subset=subset, options=options, shard_size=shard_size, seed=seed,
-                           part=parse_part(part), workers=workers, retry_failed=retry_failed, show_progress=True)
+    manifest = make_shards(src, out, name=name, split=split, subset=subset, options=options, shard_size=shard_size,
+                           seed=seed, part=parse_part(part), workers=workers, retry_failed=retry_failed,
+                           overwrite=overwrite, show_progress=True)
     if not manifest.complete:
         sys.exit(1)
 

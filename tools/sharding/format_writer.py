@@ -56,15 +56,15 @@ def join_frames(frames: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
 # ----------------------------------------------------------------------------------------------- tar
 
 class ShardWriter:
-    """Writes one shard: clips go to `<tar>.tmp`; `close()` renames it and writes the DALI index.
+    """Writes one shard: clips go to a temp file of this process (`.<tar>.PID.HEX.tmp`); `close()` renames
+    it and writes the DALI index.
 
     Tars are reproducible (mtime 0, uid/gid 0, USTAR), so the same clips give the same bytes.
     """
 
     def __init__(self, tar_path: str | os.PathLike) -> None:
         self.path = Path(tar_path)
-        # a fixed temp name: a rerun finds an interrupted shard by it (tools/sharding/writer.py)
-        self._file = AtomicFile(self.path, self.path.with_name(self.path.name + ".tmp"))
+        self._file = AtomicFile(self.path)       # a rerun removes what an interrupted one left (writer.py)
         self._tar = tarfile.open(fileobj=self._file.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         self.clips = 0
         self.frames = 0
@@ -72,7 +72,7 @@ class ShardWriter:
 
     @property
     def tmp_path(self) -> Path:
-        """Where the unfinished shard is written (`<tar>.tmp`)."""
+        """Where the unfinished shard is written."""
         return self._file.temp
 
     def add(self, key: str, frames: Sequence[bytes], meta: dict[str, Any],
