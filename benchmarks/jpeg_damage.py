@@ -82,7 +82,7 @@ def pillow_fails(data: bytes) -> bool:
 def main(shards: Path, trials: int, seed: int) -> None:
     """Print, per kind of damage, the share of frames each check and decoder rejects."""
     start = time.perf_counter()
-    index = FrameIndex.load(shards)
+    index = FrameIndex.open(shards)
     reader, rng = FrameReader(index), np.random.default_rng(seed)
     decoder = DecoderConfig(num_threads=1)
     full = GraphSpec(PairSamplingConfig(), decoder, decode_only=True)

@@ -31,6 +31,7 @@ from model.train_config import TrainConfig, check_run_inputs
 from model.train_loader import build_loader, described, loader_config, set_torch_threads
 from model.train_log import RunLog, StepWindow
 from model.train_state import TrainState, make_schedule
+from pipeline.dataset import ShardDataset
 from siammae_common.console import UserError, info
 
 
@@ -47,19 +48,19 @@ def seed_everything(seed: int) -> None:
 def train(cfg: TrainConfig) -> int:
     """Run (or continue) training; returns the number of optimizer steps done."""
     dist_info = dist.dist_info_from_env()
-    check_run_inputs(cfg, dist_info.world_size)
+    data = check_run_inputs(cfg, dist_info.world_size)
     try:
         device = dist.resolve_device(cfg.device, dist_info)
     except RuntimeError as e:
         raise UserError(str(e)) from None
     dist.init_process_group(dist_info, device)
     try:
-        return _train(cfg, dist_info, device)
+        return _train(cfg, dist_info, device, data)
     finally:
         dist.shutdown()
 
 
-def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device) -> int:
+def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device, data: ShardDataset) -> int:
     seed_everything(cfg.seed + dist_info.rank)
     set_torch_threads(cfg, device)
     if device.type == "cuda":                      # TF32 for whatever runs outside bf16 autocast
@@ -70,11 +71,7 @@ def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device) -> 
     dist.barrier()
     model = SiamMAE(cfg.model).to(device).train()
     loader_cfg = loader_config(cfg, dist_info, device)
-    loader = build_loader(loader_cfg)
-    per_rank_step = cfg.micro_batch(dist_info.world_size) * cfg.accum_steps
-    if loader.pairs_per_epoch < per_rank_step:
-        raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs "
-                        f"({loader.pairs_per_epoch} per process, {per_rank_step} per step)")
+    loader = build_loader(loader_cfg, data)
     steps_per_epoch = len(loader) // cfg.accum_steps
     state = _new_state(cfg, dist_info, model, steps_per_epoch, loader.bad_frames)
     source = resume_source(cfg)

@@ -12,13 +12,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from model.config import ModelConfig, model_config
 from pipeline.config import DecoderConfig, LoaderKind, PairSamplingConfig
-from pipeline.shard_format import MANIFEST_NAME
-from pipeline.shard_reader import read_manifest
+from pipeline.shard_format import ShardError
 from siammae_common.console import UserError
+
+if TYPE_CHECKING:
+    from pipeline.dataset import ShardDataset
 
 DeviceChoice = Literal["auto", "cuda", "cpu"]
 ParallelSourceChoice = Literal["auto", "on", "off"]
@@ -34,7 +36,7 @@ _PARALLEL = {"auto": None, "on": True, "off": False}
 
 
 def _default_dali() -> DecoderConfig:
-    return DecoderConfig(num_threads=0)           # 0: the cores per process minus the trainer's
+    return DecoderConfig(num_threads=0, py_num_workers=0)      # 0: from the cores per process
 
 
 @dataclass(frozen=True)
@@ -156,35 +158,26 @@ class TrainConfig:
         return self.out / "checkpoints" / "latest.pt"
 
 
-def check_run_inputs(cfg: TrainConfig, world_size: int) -> None:
+def check_run_inputs(cfg: TrainConfig, world_size: int) -> ShardDataset:
     """What a config alone cannot know: the shard folder, the batch split over this many processes, and the
-    run folder's rules. Raises a one-line UserError before anything is loaded."""
+    run folder's rules. Raises a one-line UserError before anything is loaded. Returns the shard folder,
+    opened (manifest and frame tables, read once per process: the loader takes it from here)."""
     from model.run_folder import check_run_folder
+    from pipeline.dataset import ShardDataset
+    from pipeline.sampling import EpochTooShort, epoch_batches, pairs_per_rank
 
-    clips = _checked_manifest(cfg)
+    try:
+        data = ShardDataset.open(cfg.shards)
+    except ShardError as e:
+        raise UserError(str(e)) from None
     per_step = world_size * cfg.accum_steps
     if cfg.batch_size % per_step:
         raise UserError(f"--batch-size {cfg.batch_size} is not divisible by world size {world_size} x "
                         f"--accum-steps {cfg.accum_steps} = {per_step}")
-    epoch_pairs = math.ceil(clips / world_size) * cfg.sampling.pairs_per_clip * world_size
-    if cfg.batch_size > epoch_pairs:
-        raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs ({epoch_pairs}: {clips} "
-                        f"clips x --pairs-per-clip {cfg.sampling.pairs_per_clip}), so every step would repeat "
-                        f"pairs; use at most {epoch_pairs}")
+    try:        # the loader's own check, on the numbers every rank will have
+        epoch_batches(pairs_per_rank(len(data), world_size, cfg.sampling.pairs_per_clip),
+                      cfg.micro_batch(world_size), cfg.accum_steps)
+    except EpochTooShort as e:
+        raise UserError(f"--batch-size {cfg.batch_size}: {e}; every step would repeat pairs") from None
     check_run_folder(cfg)
-
-
-def _checked_manifest(cfg: TrainConfig) -> int:
-    """The number of clips the shard folder's manifest lists; one clear line if it is missing or invalid."""
-    if not cfg.shards.is_dir():
-        raise UserError(f"--shards {cfg.shards}: no such directory")
-    path = cfg.shards / MANIFEST_NAME
-    if not path.is_file():
-        raise UserError(f"--shards {cfg.shards}: no {MANIFEST_NAME} (make the shards with tools/make_shards.py)")
-    try:
-        clips = read_manifest(path).clips
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:   # not JSON, fields missing or mistyped
-        raise UserError(f"{path}: not a valid shard manifest ({type(e).__name__}: {e})") from None
-    if clips < 1:
-        raise UserError(f"{path}: the manifest lists no clips")
-    return clips
+    return data
