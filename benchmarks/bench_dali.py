@@ -39,7 +39,7 @@ class MemorySource:
         size = 0
         while len(self.cached) < batches and (not self.cached or size < CEILING_BYTES):
             out = source(_Info(len(self.cached)))
-            size += sum(a.nbytes for a in out[0] + out[1])
+            size += out[0].nbytes + out[1].nbytes
             self.cached.append(out)
 
     def resolve(self, g: int) -> Any:
@@ -156,16 +156,17 @@ def run_decode_only(setup: BenchSetup, cfg: LoaderConfig, n_pairs: int = 256) ->
     """For reference: full-frame decode only (no crop, resize, flip or normalize) of JPEG pairs held in
     memory, same threads; not a bound on any row."""
     from pipeline.dali_graph import build_pipeline
-    from pipeline.dali_source import pair_meta
+    from pipeline.dali_source import padded_rows, pair_meta
 
     ix = setup.data.index
     plan = PairPlan(*(a[:n_pairs] for a in _first_pairs(setup, n_pairs)))
-    f1, f2 = setup.data.reader.read(plan.clip, plan.i), setup.data.reader.read(plan.clip, plan.j)
-    b, meta = cfg.batch_size, pair_meta(plan)
+    rows, lengths = padded_rows(setup.data.reader.read_bytes(np.concatenate([plan.clip, plan.clip]),
+                                                             np.concatenate([plan.i, plan.j])))
+    b, meta, n = cfg.batch_size, pair_meta(plan, lengths), len(plan)
 
     def source(info: Any) -> tuple[Any, ...]:
-        sel = (np.arange(b) + info.iteration * b) % len(plan)
-        return [f1[k] for k in sel], [f2[k] for k in sel], meta[sel]
+        sel = (np.arange(b) + info.iteration * b) % n
+        return rows[sel], rows[n + sel], meta[sel]
 
     spec = replace(dali_graph_spec(cfg, (int(ix.height.max()), int(ix.width.max()))), decode_only=True)
     pipe = build_pipeline(source, spec, b, parallel=False, seed=cfg.seed, device_id=None)

@@ -124,7 +124,7 @@ class DaliPairLoader(EpochPosition):
         self.epoch += 1
 
     def _run(self, g: int) -> tuple[Any, Any, np.ndarray]:
-        """Global batch g: (f1, f2, meta [B, 9]); restarts the pipeline at g after a decoder failure that
+        """Global batch g: (f1, f2, meta [B, 11]); restarts the pipeline at g after a decoder failure that
         bad frames explain; any other failure is raised as it came."""
         while True:
             try:

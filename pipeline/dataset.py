@@ -57,3 +57,7 @@ class ShardDataset:
     def read(self, clip: np.ndarray, frame: np.ndarray) -> tuple[list[bytes], np.ndarray]:
         """The JPEG bytes of each (clip, frame) and the CRC-32 they were written with; [N] -> N bytes, [N]."""
         return self.reader.read_checked(clip, frame)
+
+    def read_rows(self, clip: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same frames as the rows of one padded array: (rows [N, L] uint8, lengths [N], CRC-32s [N])."""
+        return self.reader.read_rows(clip, frame)

@@ -239,6 +239,22 @@ class FrameReader:
         self.bytes_read += int(length.sum())
         return out, crc
 
+    def read_rows(self, clip: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The frames as the rows of one array, each padded to the longest: (rows [N, L] uint8, lengths [N],
+        table CRC-32s [N]). Frame k is rows[k, :lengths[k]]; the padding is left uninitialised. One
+        copy from the page cache per frame and no object per frame: what a batch of DALI input wants."""
+        clip = np.asarray(clip, np.int64)
+        start, length, crc = self.index.frame_entries(clip, frame)
+        rows = np.empty((len(clip), int(length.max(initial=0))), np.uint8)
+        for s, sel in _by_shard(self.index.clips.shard[clip]):
+            fd = self._fd(s)
+            for k, a, n in zip(sel.tolist(), start[sel].tolist(), length[sel].tolist()):
+                got = os.preadv(fd, [rows[k, :n]], a)
+                if got != n:
+                    raise ShardError(f"{self.index.tars[s]}: truncated at byte {a + got} (wanted {n} bytes at {a})")
+        self.bytes_read += int(length.sum())
+        return rows, length, crc
+
     def read_bytes(self, clip: np.ndarray, frame: np.ndarray) -> list[bytes]:
         """The JPEG bytes of each (clip, frame); [N], [N] -> N byte strings."""
         return self.read_checked(clip, frame)[0]

@@ -157,11 +157,12 @@ class FrameEntries:
     """A whole table, memory-mapped: clip records and keys [C], frame offsets and CRCs [E]."""
 
     def __init__(self, path: Path, lay: TableLayout) -> None:
-        self._map = np.memmap(path, dtype=np.uint8, mode="r", shape=(lay.size,))
-        self.clips = self._map[HEADER_BYTES:HEADER_BYTES + lay.clips * CLIP_DTYPE.itemsize].view(CLIP_DTYPE)
-        self.keys = self._map[lay.keys_at:lay.keys_at + lay.clips * lay.key_width].view(f"S{lay.key_width}")
-        self.offsets = self._map[lay.offsets_at:lay.offsets_at + lay.entries * 4].view(ENTRY_DTYPE)
-        self.crc = self._map[lay.crc_at:lay.crc_at + lay.entries * 4].view(ENTRY_DTYPE)
+        # plain ndarray views of the map: np.memmap's own indexing costs more than the lookups themselves
+        raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(lay.size,)).view(np.ndarray)
+        self.clips = raw[HEADER_BYTES:HEADER_BYTES + lay.clips * CLIP_DTYPE.itemsize].view(CLIP_DTYPE)
+        self.keys = raw[lay.keys_at:lay.keys_at + lay.clips * lay.key_width].view(f"S{lay.key_width}")
+        self.offsets = raw[lay.offsets_at:lay.offsets_at + lay.entries * 4].view(ENTRY_DTYPE)
+        self.crc = raw[lay.crc_at:lay.crc_at + lay.entries * 4].view(ENTRY_DTYPE)
 
     def lookup(self, local: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(absolute start in the tar, length, CRC-32) of frame `frame` of clip `local` of this shard; [N] each."""
