@@ -41,7 +41,8 @@ class ShardDataset:
         return ShardDataset(self.index, decoder_bad)
 
     def __reduce__(self) -> tuple:
-        return ShardDataset.open, (self.index.root, self.decoder_bad)
+        # the index pickles as its folder (FrameIndex.__reduce__), once, however many objects refer to it
+        return ShardDataset, (self.index, self.decoder_bad)
 
     @property
     def root(self) -> Path:
