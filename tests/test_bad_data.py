@@ -107,7 +107,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("message,frames_fail", [
     ("Critical error in pipeline: Error when executing Mixed operator decoders__ImageSlice encountered: "
-     "CUDA error: out of memory", None),
+     + "CUDA error: out of memory", None),
     ("Error in thread 0: CUDA allocation failed", "Can't allocate 129499136 bytes on device 0."),
     ("NVJPEG error \"5\" : NVJPEG_STATUS_ALLOCATOR_FAILURE", None),
 ])
