@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 FIELDS = ("VmHWM", "VmRSS", "RssAnon", "RssFile")
+BATCH = 64                    # pairs a batch (1,000 clips give rank 0 of 8 only 250 pairs)
 
 
 def memory(pid: int | str = "self") -> dict[str, int]:
@@ -45,7 +46,7 @@ def first_batch(shards: Path, workers: int) -> tuple[float, object]:
     from pipeline.dali_loader import DaliPairLoader
     from pipeline.dataset import ShardDataset
 
-    cfg = LoaderConfig(shards=shards, batch_size=256, rank=0, world_size=8, dtype="float32",
+    cfg = LoaderConfig(shards=shards, batch_size=BATCH, rank=0, world_size=8, dtype="float32",
                        sampling=PairSamplingConfig(crop_size=32, gap_min=4, gap_max=48),
                        decoder=DecoderConfig(num_threads=2, parallel_source=True, py_num_workers=workers),
                        py_start_method="spawn")
@@ -53,7 +54,7 @@ def first_batch(shards: Path, workers: int) -> tuple[float, object]:
     loader = DaliPairLoader(cfg, ShardDataset.open(shards))
     batch = next(iter(loader))
     seconds = time.perf_counter() - start
-    assert batch.f1.shape == (256, 3, 32, 32)
+    assert batch.f1.shape == (BATCH, 3, 32, 32)
     return seconds, loader
 
 
@@ -75,7 +76,7 @@ def main(step: str, shards: Path, workers: int) -> None:
         data = ShardDataset.open(shards)
         if step == "plan":
             start = time.perf_counter()
-            plans = EpochPlans(data.index, PairSamplingConfig(), PlanKey(0, 0, 0, 8), batch_size=256)
+            plans = EpochPlans(data.index, PairSamplingConfig(), PlanKey(0, 0, 0, 8), batch_size=BATCH)
             plans.plan(0)
         seconds = time.perf_counter() - start
     report = {"step": step, "seconds": round(seconds, 4), "memory": memory(),

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.frame_table import FrameEntries, FrameTableError, TableHead, read_bad_frames, read_table_head
+from pipeline.frame_table import (
+    FrameEntries,
+    FrameTableError,
+    TableHead,
+    TableLayout,
+    read_bad_frames,
+    read_table_head,
+)
 from pipeline.shard_format import MANIFEST_NAME, ShardError, ShardInfo, frame_table_path_for
 from pipeline.shard_reader import read_manifest
 
@@ -73,20 +80,14 @@ class FrameIndex:
     """Every clip of a shard folder: [C] arrays for planning (`clips`), and per frame its byte range and
     CRC from the shard's table. Pickles as its folder (a worker opens it again: cheap), never as arrays."""
 
-    def __init__(self, root: Path, shards: list[ShardInfo], heads: list[TableHead]) -> None:
+    def __init__(self, root: Path, tars: list[Path], tables: list[tuple[Path, TableLayout]], clips: ClipTable,
+                 clip_start: np.ndarray) -> None:
         self.root = root
-        self.tars = tuple(s.tar for s in shards)
-        self._tables = [(h.path, h.layout) for h in heads]      # clip records and keys stay on disk
-        counts = np.array([h.layout.clips for h in heads], np.int64)
-        self.clip_start = np.concatenate([[0], np.cumsum(counts)])                     # [S + 1]
-        n_frames = np.concatenate([h.clips["n_frames"] for h in heads]).astype(np.int32)
-        height = np.concatenate([h.clips["height"] for h in heads])
-        width = np.concatenate([h.clips["width"] for h in heads])
-        if max(int(height.max()), int(width.max())) > np.iinfo(np.uint16).max:
-            raise ShardError(f"{root}: frames larger than 65535 pixels")
-        shard = np.repeat(np.arange(len(heads), dtype=np.int32), counts)
-        self.clips = ClipTable(n_frames, height.astype(np.uint16), width.astype(np.uint16), shard)
-        self.table_bytes = sum(h.layout.size for h in heads)      # on disk; opening read the clip sections
+        self.tars = tuple(tars)
+        self._tables = tables                   # (path, layout) per shard: clip records and keys stay on disk
+        self.clips = clips
+        self.clip_start = clip_start            # [S + 1] the first clip number of each shard
+        self.table_bytes = sum(layout.size for _, layout in tables)
         self._entries: OrderedDict[int, FrameEntries] = OrderedDict()
         # frames whose bytes failed the JPEG check when their table was written: {clip << 32 | frame: why}
         self.written_bad = self._written_bad()
@@ -94,13 +95,29 @@ class FrameIndex:
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> FrameIndex:
-        """Open a shard folder: its manifest (read once) and every shard's frame table; raises ShardError."""
+        """Open a shard folder: its manifest (read once) and every shard's frame table, one shard at a time
+        into arrays sized from the manifest (nothing per shard is kept but its table's layout); raises
+        ShardError."""
         root = Path(root)
         manifest = read_manifest(root)
         if manifest.clips < 1:
             raise ShardError(f"{manifest_path(root)}: the manifest lists no clips")
         folder = root if root.is_dir() else root.parent
-        return cls(root, manifest.shards, [_checked_head(folder, info) for info in manifest.shards])
+        n = manifest.clips
+        n_frames, height, width = np.empty(n, np.int32), np.empty(n, np.uint16), np.empty(n, np.uint16)
+        counts = np.array([info.clips for info in manifest.shards], np.int64)
+        clip_start = np.concatenate([[0], np.cumsum(counts)])
+        tables = []
+        for s, info in enumerate(manifest.shards):
+            head = _checked_head(folder, info)
+            if max(int(head.clips["height"].max(initial=0)), int(head.clips["width"].max(initial=0))) > 65535:
+                raise ShardError(f"{info.tar}: frames larger than 65535 pixels")
+            part = slice(clip_start[s], clip_start[s + 1])
+            n_frames[part], height[part], width[part] = head.clips["n_frames"], head.clips["height"], head.clips["width"]
+            tables.append((head.path, head.layout))
+        shard = np.repeat(np.arange(len(tables), dtype=np.int32), counts)
+        return cls(root, [info.tar for info in manifest.shards], tables,
+                   ClipTable(n_frames, height, width, shard), clip_start)
 
     def __reduce__(self) -> tuple:
         return FrameIndex.open, (self.root,)
