@@ -121,7 +121,7 @@ def run_dali_reader(setup: BenchSetup, cfg: LoaderConfig) -> Measured:
     and .offsets."""
     from benchmarks.reader_graph import build_reader_pipeline
     from pipeline.batch import FrameFinisher
-    from pipeline.shard_reader import list_shards
+    from pipeline.shard_format import index_path_for
 
     ix = setup.data.index
     clips = np.arange(len(ix))
@@ -129,11 +129,9 @@ def run_dali_reader(setup: BenchSetup, cfg: LoaderConfig) -> Measured:
     first, _ = ix.frame_ranges(clips, np.zeros(len(ix), np.int64))
     last, last_len = ix.frame_ranges(clips, n - 1)
     clip_bytes = float((last + last_len - first + 4 * (n + 1)).mean())
-    shards = list_shards(cfg.shards)
-    clips_h, clips_w = int(ix.height.max()), int(ix.width.max())
-    spec = dali_graph_spec(cfg, (clips_h, clips_w))
+    spec = dali_graph_spec(cfg, (int(ix.clips.height.max()), int(ix.clips.width.max())))
     device_id = torch.cuda.current_device() if cfg.device == "cuda" else None
-    pipe = build_reader_pipeline([s.tar for s in shards], [s.index for s in shards], spec, cfg.batch_size,
+    pipe = build_reader_pipeline(list(ix.tars), [index_path_for(t) for t in ix.tars], spec, cfg.batch_size,
                                  seed=cfg.seed, device_id=device_id)
     finish = FrameFinisher(cfg.device, cfg.dtype, cfg.normalize_in_torch)
 
@@ -168,7 +166,7 @@ def run_decode_only(setup: BenchSetup, cfg: LoaderConfig, n_pairs: int = 256) ->
         sel = (np.arange(b) + info.iteration * b) % n
         return rows[sel], rows[n + sel], meta[sel]
 
-    spec = replace(dali_graph_spec(cfg, (int(ix.height.max()), int(ix.width.max()))), decode_only=True)
+    spec = replace(dali_graph_spec(cfg, (int(ix.clips.height.max()), int(ix.clips.width.max()))), decode_only=True)
     pipe = build_pipeline(source, spec, b, parallel=False, seed=cfg.seed, device_id=None)
 
     def batches() -> Iterator[Any]:

@@ -93,18 +93,19 @@ def summary(raw: dict[int, dict[str, list[float]]], frames: dict[int, int]) -> d
 
 
 def table(s: dict) -> str:
-    lines = [f"{'clips':>8} {'frames':>11} {'open s':>7} {'plan s':>7} {'1st batch s':>11} "
-             f"{'loader anon/peak MB':>20} {'worker anon/peak MB':>20}"]
+    header = (f"{'clips':>8} {'frames':>11} {'open s':>7} {'plan s':>7} {'1st batch s':>11} "
+              f"{'loader anon/peak MB':>20} {'worker anon/peak MB':>20}")
+    lines = [header]
     for n in s["sizes"]:
         m = s["medians"][n]
         lines.append(f"{n:>8,} {s['frames'][n]:>11,} {m['open_s']:>7.3f} {m['plan_s']:>7.3f} "
                      f"{m['first_batch_s']:>11.2f} {m['loader_anon_mb']:>9.0f} / {m['loader_peak_mb']:<8.0f} "
                      f"{m['worker_anon_mb']:>9.0f} / {m['worker_peak_mb']:<8.0f}")
     for k, f in s["fits"].items():
-        unit = "us" if k.endswith("_s") else "bytes"
-        per = f["per_clip"] * (1e6 if unit == "us" else MB)
+        unit = "µs" if k.endswith("_s") else "bytes"
+        per = f["per_clip"] * (1e6 if unit == "µs" else MB)
         lines.append(f"  {k:<16} {per:9.3f} {unit}/clip; 240 k clips: {f['k400_240k']:9.2f}, "
-                     f"10 M clips: {f['clips_10M']:10.2f} ({'s' if unit == 'us' else 'MB'})")
+                     f"10 M clips: {f['clips_10M']:10.2f} ({'s' if unit == 'µs' else 'MB'})")
     for t in s["targets"]:
         lines.append(f"  target {'met' if t['met'] else 'MISSED'}: {json.dumps({k: v for k, v in t.items() if k != 'met'})}")
     return "\n".join(lines)

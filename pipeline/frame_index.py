@@ -4,12 +4,14 @@
 Opening reads the manifest once and the clip section of every table (no tar header is parsed); what
 planning needs is kept as three small arrays per clip. A frame's byte range and CRC come from its shard's
 memory-mapped table, so per-frame data is shared through the page cache by every process of a node.
-At most OPEN_SHARDS tables (and tars) are held open per process, so no shard count runs out of files.
+Each process keeps at most `open_shard_limit()` tables mapped and tars open (least recently used ones are
+let go), so no number of shards runs out of file descriptors.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,6 @@ from pipeline.shard_reader import read_manifest
 
 __all__ = ["ClipTable", "FrameIndex", "FrameReader", "ShardError", "manifest_path"]
 
-OPEN_SHARDS = 64          # frame tables (and tar descriptors) one process keeps open at a time
 REINDEX_HINT = "python tools/make_shards.py --reindex {root}"
 
 
@@ -44,6 +45,15 @@ class ClipTable:
 
     def __len__(self) -> int:
         return len(self.n_frames)
+
+
+def open_shard_limit() -> int:
+    """Shards one process keeps open at a time (a tar descriptor and a mapped table each, two descriptors):
+    a quarter of its open-file limit, 16 to 4096. A rank's batches touch the shards of its share of an
+    epoch (125 for Kinetics-400 on 8 ranks), which should fit, or every batch reopens some."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = 1 << 20 if soft == resource.RLIM_INFINITY else soft
+    return max(16, min(4096, soft // 4))
 
 
 def manifest_path(root: str | os.PathLike) -> Path:
@@ -89,6 +99,7 @@ class FrameIndex:
         self.clip_start = clip_start            # [S + 1] the first clip number of each shard
         self.table_bytes = sum(layout.size for _, layout in tables)
         self._entries: OrderedDict[int, FrameEntries] = OrderedDict()
+        self._open_limit = open_shard_limit()
         # frames whose bytes failed the JPEG check when their table was written: {clip << 32 | frame: why}
         self.written_bad = self._written_bad()
         self._shard_of_tar = {t.name: s for s, t in enumerate(self.tars)}   # by name: the folder may move
@@ -128,14 +139,6 @@ class FrameIndex:
     @property
     def n_frames(self) -> np.ndarray:
         return self.clips.n_frames
-
-    @property
-    def height(self) -> np.ndarray:
-        return self.clips.height
-
-    @property
-    def width(self) -> np.ndarray:
-        return self.clips.width
 
     @property
     def shard(self) -> np.ndarray:
@@ -188,7 +191,7 @@ class FrameIndex:
         entries = self._entries.get(shard)
         if entries is None:
             entries = self._entries[shard] = FrameEntries(*self._tables[shard])
-            while len(self._entries) > OPEN_SHARDS:
+            while len(self._entries) > self._open_limit:
                 self._entries.popitem(last=False)
         else:
             self._entries.move_to_end(shard)
@@ -223,12 +226,13 @@ def _by_shard(shard: np.ndarray) -> list[tuple[int, np.ndarray]]:
 
 class FrameReader:
     """Reads single frames by `pread`; descriptors are opened lazily per process (fork-safe), at most
-    OPEN_SHARDS at a time. Pickles as its index's folder."""
+    `open_shard_limit()` at a time. Pickles as its index's folder."""
 
     def __init__(self, index: FrameIndex) -> None:
         self.index = index
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._pid = -1
+        self._open_limit = open_shard_limit()
         self.bytes_read = 0
 
     def _fd(self, shard: int) -> int:
@@ -237,7 +241,7 @@ class FrameReader:
         fd = self._fds.get(shard)
         if fd is None:
             fd = self._fds[shard] = os.open(self.index.tars[shard], os.O_RDONLY)
-            if len(self._fds) > OPEN_SHARDS:
+            if len(self._fds) > self._open_limit:
                 os.close(self._fds.popitem(last=False)[1])
         return fd
 
@@ -287,4 +291,5 @@ class FrameReader:
         self._fds = OrderedDict()
 
     def __getstate__(self) -> dict:
-        return {"index": self.index, "_fds": OrderedDict(), "_pid": -1, "bytes_read": 0}
+        return {"index": self.index, "_fds": OrderedDict(), "_pid": -1, "_open_limit": open_shard_limit(),
+                "bytes_read": 0}
