@@ -20,6 +20,7 @@ __all__ = ["EpochPlans", "PairPlan", "PlanKey", "plan_epoch"]
 
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 windows before falling back to a centre crop
 REPLACEMENT_CANDIDATES = 64  # pairs tried in turn for one that reads a bad frame
+CROP_CHUNK = 1 << 14         # crop attempts are tried this many pairs at a time (bounds planning's memory)
 # epoch_rng streams: 1 clip order, 2 pairs and crops, 4 replacements, 5 shard order, 6 a rank's clip order
 
 
@@ -69,13 +70,16 @@ def rank_clips(n_clips: int, seed: int, epoch: int, rank: int, world_size: int,
         raise ValueError("no clips to sample from")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
-    order = epoch_rng(seed, epoch, 0, stream=1).permutation(n_clips)      # same on every rank
+    # int32 where it fits: the same permutation as of int64 (it depends only on the length), half the memory
+    index = np.int32 if n_clips < 2**31 else np.int64
+    order = epoch_rng(seed, epoch, 0, stream=1).permutation(np.arange(n_clips, dtype=index))  # same on every rank
     per_rank = math.ceil(n_clips / world_size)
     if world_size == 1 or shard_of is None or n_clips < world_size:
         padded = np.resize(order, per_rank * world_size)                   # wraps around
         return padded[rank * per_rank:(rank + 1) * per_rank].astype(np.int64)
     shard_of = np.asarray(shard_of)
-    place = epoch_rng(seed, epoch, 0, stream=5).permutation(int(shard_of.max()) + 1)   # shard -> place
+    n_shards = int(shard_of.max()) + 1
+    place = epoch_rng(seed, epoch, 0, stream=5).permutation(np.arange(n_shards, dtype=np.int32))  # shard -> place
     by_shard = order[np.argsort(place[shard_of[order]], kind="stable")]    # shard after shard
     bounds = np.arange(world_size + 1) * n_clips // world_size
     mine = by_shard[bounds[rank]:bounds[rank + 1]]
@@ -102,20 +106,25 @@ def sample_frame_pairs(n_frames: np.ndarray, gap_min: int, gap_max: int,
 
 def sample_crops(heights: np.ndarray, widths: np.ndarray, scale: tuple[float, float],
                  ratio: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-    """RandomResizedCrop windows, torchvision's algorithm vectorised: [N] sizes -> [N, 4] (y, x, h, w)."""
+    """RandomResizedCrop windows, torchvision's algorithm vectorised: [N] sizes -> [N, 4] (y, x, h, w).
+    The attempts are drawn at once and tried CROP_CHUNK rows at a time, so planning a large epoch holds
+    16 bytes per attempt, not the several times that the whole computation would."""
     hgt = np.asarray(heights, dtype=np.int64)
     wid = np.asarray(widths, dtype=np.int64)
     n = len(hgt)
-    area = (hgt * wid)[:, None]
-    target = area * rng.uniform(scale[0], scale[1], size=(n, CROP_ATTEMPTS))
-    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=(n, CROP_ATTEMPTS)))
-    w = np.rint(np.sqrt(target * aspect)).astype(np.int64)
-    h = np.rint(np.sqrt(target / aspect)).astype(np.int64)
-    ok = (w > 0) & (h > 0) & (w <= wid[:, None]) & (h <= hgt[:, None])
-    first = ok.argmax(axis=1)
-    found = ok[np.arange(n), first]
-    w = w[np.arange(n), first]
-    h = h[np.arange(n), first]
+    area_u = rng.uniform(scale[0], scale[1], size=(n, CROP_ATTEMPTS))
+    ratio_u = rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=(n, CROP_ATTEMPTS))
+    w, h, found = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, bool)
+    for a in range(0, n, CROP_CHUNK):
+        b = min(n, a + CROP_CHUNK)
+        target = (hgt[a:b] * wid[a:b])[:, None] * area_u[a:b]
+        aspect = np.exp(ratio_u[a:b])
+        cw = np.rint(np.sqrt(target * aspect)).astype(np.int64)
+        ch = np.rint(np.sqrt(target / aspect)).astype(np.int64)
+        ok = (cw > 0) & (ch > 0) & (cw <= wid[a:b, None]) & (ch <= hgt[a:b, None])
+        first, rows = ok.argmax(axis=1), np.arange(b - a)
+        found[a:b], w[a:b], h[a:b] = ok[rows, first], cw[rows, first], ch[rows, first]
+    del area_u, ratio_u
     # Fallback (no attempt fitted): the largest centre crop whose ratio is inside the range.
     in_ratio = wid / hgt
     fw = np.where(in_ratio < ratio[0], wid, np.where(in_ratio > ratio[1], np.rint(hgt * ratio[1]), wid))
