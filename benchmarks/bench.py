@@ -34,8 +34,9 @@ from pipeline.dataset import ShardDataset
 from pipeline.frame_index import ShardError
 from siammae_common.console import UserError, info, warn
 
-ALL_ROWS = ("naive", "naive_ffmpeg", "jpeg_folders", "wds", "dali_cpu", "dali_cpu_parallel", "dali_cpu_reader",
-            "dali_gpu", "source", "ceiling", "ceiling_parallel", "ceiling_decode_only", "ceiling_gpu")
+# each DALI loader row is followed by its ceiling, so that the two run close together in every round
+ALL_ROWS = ("naive", "naive_ffmpeg", "jpeg_folders", "wds", "dali_cpu", "ceiling", "dali_cpu_parallel",
+            "ceiling_parallel", "dali_gpu", "ceiling_gpu", "dali_cpu_reader", "source", "ceiling_decode_only")
 DALI_ROWS = frozenset(ALL_ROWS[4:])
 
 
