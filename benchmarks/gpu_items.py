@@ -69,8 +69,9 @@ def _floats(text: str) -> list[float]:
 def sweep_items(shards: Path, rows: tuple[str, str, str], py_workers: Sequence[int], threads: Sequence[int],
                 hw_loads: Sequence[float], common: Sequence[str]) -> list[Item]:
     """One siammae-bench run per (source workers, decoder threads, hw_decoder_load). rows = (loader,
-    ceiling, reader): the ceiling runs once per (threads, hw load), the reader once per worker count,
-    each with the first setting that has it; a row this siammae-bench does not know is left out."""
+    ceiling, reader): the ceiling is the loader itself fed from memory, so it runs beside the loader at
+    every point (same workers, threads and hw load, in the same rounds); the reader once per worker
+    count, with the first setting that has it; a row this siammae-bench does not know is left out."""
     from benchmarks import bench
 
     loader, ceiling, reader = rows
@@ -78,8 +79,7 @@ def sweep_items(shards: Path, rows: tuple[str, str, str], py_workers: Sequence[i
     for p in py_workers:
         for t in threads:
             for hw in hw_loads:
-                wanted = [loader] + [ceiling] * (p == py_workers[0]) + [reader] * (t == threads[0] and
-                                                                                     hw == hw_loads[0])
+                wanted = [loader, ceiling] + [reader] * (t == threads[0] and hw == hw_loads[0])
                 only = ",".join(r for r in wanted if r in bench.ALL_ROWS)
                 args = ["--shards", str(shards), "--only", only, "--workers", str(t), "--hw-decoder-load", str(hw),
                         "--py-workers", str(p), *common]

@@ -34,7 +34,7 @@ class LoaderRows:
 
 
 ROWS: dict[str, LoaderRows] = {"cuda": LoaderRows("dali_gpu", "ceiling_gpu", "source"),
-                               "cpu": LoaderRows("dali_cpu_parallel", "ceiling", "source")}
+                               "cpu": LoaderRows("dali_cpu_parallel", "ceiling_parallel", "source")}
 
 STEP_NAMES = ("env", "data", "train-eager", "loader-sweep", "davis-data", "davis", "gpu-tests", "train-compile")
 

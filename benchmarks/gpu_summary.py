@@ -42,8 +42,8 @@ def unfinished(folder: Path) -> dict[str, str]:
 
 
 def sweep_points(results: Path, rows: LoaderRows) -> list[dict[str, Any]]:
-    """One entry per measured (source workers, threads, hw load): pairs/s, the ceiling of its (threads, hw
-    load) and the reader of its worker count, wherever in the sweep they were measured."""
+    """One entry per measured (source workers, threads, hw load): pairs/s, its own ceiling (measured in the
+    same run) and the reader of its worker count, wherever in the sweep it was measured."""
     points, ceilings, readers = [], {}, {}
     for path in sorted((results / "loader-sweep").glob("loader-*.json")):
         r = read_json(path)
@@ -52,14 +52,14 @@ def sweep_points(results: Path, rows: LoaderRows) -> list[dict[str, Any]]:
         dec, got = r["config"]["decoder"], r["loaders"]
         key = (dec["py_num_workers"], r["config"]["workers"], dec["hw_decoder_load"])
         if rows.ceiling in got:
-            ceilings[key[1:]] = got[rows.ceiling]["pairs_per_s"]
+            ceilings[key] = got[rows.ceiling]["pairs_per_s"]
         if rows.reader in got:
             readers[key[0]] = got[rows.reader]["pairs_per_s"]
         points.append({"py_workers": key[0], "threads": key[1], "hw_decoder_load": key[2],
                        "pairs_per_s": got.get(rows.loader, {}).get("pairs_per_s"), "skipped": r.get("skipped", {})})
     points.sort(key=lambda p: (p["py_workers"], p["threads"], p["hw_decoder_load"]))
     for p in points:
-        p["ceiling_pairs_per_s"] = ceilings.get((p["threads"], p["hw_decoder_load"]))
+        p["ceiling_pairs_per_s"] = ceilings.get((p["py_workers"], p["threads"], p["hw_decoder_load"]))
         p["reader_pairs_per_s"] = readers.get(p["py_workers"])
         p["efficiency"] = (p["pairs_per_s"] / p["ceiling_pairs_per_s"]
                            if p["pairs_per_s"] and p["ceiling_pairs_per_s"] else None)

@@ -20,7 +20,7 @@ FIELDS = {**{f.name: f for f in dataclasses.fields(TrainConfig)},      # one nam
           **{f.name: f for f in dataclasses.fields(PairSamplingConfig)},
           **{f.name: f for f in dataclasses.fields(DecoderConfig)}}
 # "auto" as the command line spells it (TrainConfig.from_options turns "auto" / 0 into the dataclasses' None)
-DEFAULTS: dict[str, object] = {"num_threads": 0, "parallel_source": "auto", "source_prefetch": 0}
+DEFAULTS: dict[str, object] = {"num_threads": 0, "parallel_source": "auto", "source_prefetch": 0, "py_num_workers": 0}
 
 
 def default(name: str) -> object:
@@ -112,7 +112,8 @@ def flag_names(message: str) -> str:
 @opt("--prefetch-queue-depth", "--prefetch", name="prefetch_queue_depth", type=int, help="Batches the DALI pipeline prepares ahead.")
 @opt("--parallel-source", name="parallel_source", type=click.Choice(["auto", "on", "off"]),
      help="Read the frames' bytes in DALI worker processes (auto: on with CUDA, off on a CPU).")
-@opt("--py-num-workers", name="py_num_workers", type=int, help="Worker processes of that parallel byte reader.")
+@opt("--py-num-workers", name="py_num_workers", type=int,
+     help="Worker processes of that parallel byte reader; 0: a quarter of the cores per process (1 to 8).")
 @opt("--source-prefetch", name="source_prefetch", type=int,
      help="Batches the byte reader's workers prepare ahead, apart from --prefetch-queue-depth; 0: 2 per worker.")
 @opt("--bad-frame-limit", name="bad_frame_limit", type=float,

@@ -1,7 +1,9 @@
-"""What a reader checks before it trusts a shard folder: its manifest is complete, lists every shard
-once, and each listed shard is on disk at the size the manifest records (one `stat` per shard; no tar is
-read). A refusal names the command that repairs the folder: the make_shards command line recorded in
-the manifest's options, which resumes the run that wrote it.
+"""What a reader checks before it trusts a shard folder, beyond the manifest's own validity: that it is
+complete (the trainer's rule: `check_manifest`, unless --allow-incomplete), and the commands a refusal
+names. Every reader refuses a manifest that lists a shard twice (`duplicated_shard`, called by
+`shard_reader.read_manifest`) and a shard whose size on disk is not the manifest's (checked once, where
+its frame table is opened: `frame_index`). A refusal names the command that repairs the folder: the
+make_shards command line recorded in the manifest's options, which resumes the run that wrote it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def rerun_command(options: dict[str, Any], root: str | Path, *extra: str) -> str
 
 def check_manifest(manifest: Manifest, root: str | Path, *, allow_incomplete: bool = False,
                    writer: str | None = None) -> None:
-    """Raise ShardSetError unless the folder `root` holds the whole shard set `manifest` describes.
+    """Raise ShardSetError unless make_shards finished the shard set `manifest` describes.
 
     allow_incomplete: accept a manifest make_shards has not finished (its listed shards are whole);
     writer: who holds the folder's write lock (siammae_common.folder_lock.writer_of), for the message.
@@ -51,20 +53,20 @@ def check_manifest(manifest: Manifest, root: str | Path, *, allow_incomplete: bo
         raise ShardSetError(f"{path}: incomplete ({manifest.clips} clips so far; make_shards stopped before the "
                             f"end); finish it with: {rerun_command(manifest.options, root)} (or pass "
                             "--allow-incomplete to use the clips it holds)")
+
+
+def duplicated_shard(manifest: Manifest, root: str | Path) -> str | None:
+    """One line saying which shard `manifest` lists more than once (its clips would count twice) and the
+    command that rewrites the set, or None when every shard is listed once."""
     listed = Counter(s.tar.resolve() for s in manifest.shards)
     twice = next((tar for tar, n in listed.items() if n > 1), None)
-    if twice is not None:
-        raise ShardSetError(f"{path}: lists {twice.name} {listed[twice]} times (its clips would count twice); "
-                            f"make the set again with: {_repair(manifest, root)}")
-    for shard in manifest.shards:
-        size = shard.tar.stat().st_size if shard.tar.is_file() else None
-        if size != shard.bytes:
-            found = "missing" if size is None else f"{size} bytes"
-            raise ShardSetError(f"{shard.tar}: {found}, the manifest says {shard.bytes} bytes (the shards changed "
-                                f"after the manifest was written); make the set again with: {_repair(manifest, root)}")
+    if twice is None:
+        return None
+    return (f"{Path(root) / 'manifest.json'}: lists {twice.name} {listed[twice]} times (its clips would count "
+            f"twice); make the set again with: {repair_command(manifest, root)}")
 
 
-def _repair(manifest: Manifest, root: str | Path) -> str:
+def repair_command(manifest: Manifest, root: str | Path) -> str:
     """The command that rewrites a folder's shards and manifest from its videos."""
     if manifest.options.get("parts"):               # a merged folder: every part again, then the merge
         return (f"{rerun_command(manifest.options, root, '--overwrite', '--part', 'K/' + str(manifest.options['parts']))}"

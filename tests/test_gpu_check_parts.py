@@ -23,7 +23,7 @@ def test_the_shards_are_make_shards_jpegs_the_loader_can_index(tmp_path: Path) -
     cfg = ShardSetConfig(clips=6, frames=8, width=64, height=48, scenes=2, clips_per_shard=4)
     manifest = make_shard_set(tmp_path, cfg, workers=1)
     assert (manifest.clips, manifest.frames, len(manifest.shards)) == (6, 48, 2)
-    index = FrameIndex.load(tmp_path)
+    index = FrameIndex.open(tmp_path)
     assert len(index) == 6 and int(index.n_frames.sum()) == 48
     with tarfile.open(tmp_path / "gpucheck-000000.tar") as tar:
         frames = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".frames")}
@@ -72,8 +72,8 @@ def fake_gpu_results(root: Path) -> Path:
         "gpu_rates": {"bf16_matmul_tflops": 790.0, "copy_gb_per_s": 3000.0}}))
     (root / "steps.json").write_text(json.dumps({"budget_s": 420, "elapsed_s": 400, "steps": [
         {"name": "env", "status": "ok", "seconds": 4.0, "cap_s": 30, "reason": ""}]}))
-    bench_result(sweep / "loader-p1-t4-hw0.65.json", 1, 4, 0.65, {"dali_gpu": 9000, "ceiling_gpu": 20000, "source": 11000})
-    bench_result(sweep / "loader-p2-t4-hw0.65.json", 2, 4, 0.65, {"dali_gpu": 18000, "source": 21000})
+    bench_result(sweep / "loader-p1-t4-hw0.65.json", 1, 4, 0.65, {"dali_gpu": 9000, "ceiling_gpu": 18000, "source": 11000})
+    bench_result(sweep / "loader-p2-t4-hw0.65.json", 2, 4, 0.65, {"dali_gpu": 18000, "ceiling_gpu": 20000, "source": 21000})
     bench_result(sweep / "loader-p2-t8-hw0.65.json", 2, 8, 0.65, {"dali_gpu": 24000})
     (sweep / "loader-p1-t8-hw0.65.json").write_text('{"config": {"wor')            # damaged
     (sweep / "loader-p4-t4-hw0.65.started").write_text("1")                        # stalled
@@ -90,6 +90,7 @@ def test_the_summary_pairs_points_with_ceiling_and_reader_and_judges_the_targets
     points = {(p["py_workers"], p["threads"]): p for p in s["loader_sweep"]}
     assert set(points) == {(1, 4), (2, 4), (2, 8)}
     assert points[2, 4]["ceiling_pairs_per_s"] == 20000 and points[2, 4]["efficiency"] == pytest.approx(0.9)
+    assert points[1, 4]["ceiling_pairs_per_s"] == 18000 and points[1, 4]["efficiency"] == pytest.approx(0.5)
     assert points[2, 8]["reader_pairs_per_s"] == 21000 and points[2, 8]["ceiling_pairs_per_s"] is None
     assert s["unfinished_items"] == {"loader-p1-t8-hw0.65": "unreadable", "loader-p4-t4-hw0.65": "stalled"}
     f = s["figures"]

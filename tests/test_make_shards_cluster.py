@@ -67,8 +67,8 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
     assert sorted(keys_of(whole)) == sorted(keys_of(single)) and len(set(keys_of(whole))) == len(keys_of(whole))
     assert [f.source for f in whole.failures] == ["C0/broken.avi"] and whole.complete
     assert whole.options["parts"] == 3 and "part" not in whole.options
-    index = FrameIndex.load(out)                      # the loaders read a merged folder
-    assert sorted(index.keys) == sorted(keys_of(single))
+    index = FrameIndex.open(out)                      # the loaders read a merged folder
+    assert sorted(index.keys()) == sorted(keys_of(single))
 
 
 def test_merge_refuses_a_missing_or_incomplete_part(videos: Path, tmp_path: Path) -> None:
@@ -212,11 +212,11 @@ def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Pat
     from tools.sharding.format_writer import ShardWriter
     real_add, calls = ShardWriter.add, []
 
-    def add_until_full(self, *args):
+    def add_until_full(self, *args, **kwargs):
         if len(calls) == 5:
             raise OSError(errno.ENOSPC, "No space left on device")
         calls.append(1)
-        real_add(self, *args)
+        real_add(self, *args, **kwargs)
 
     monkeypatch.setattr(ShardWriter, "add", add_until_full)
     out = tmp_path / "o"

@@ -3,6 +3,7 @@
 
     python tools/make_shards.py SRC --out shards/ [--split trainlist01] [--num-workers N] [--part K/N]
     python tools/make_shards.py --merge shards/          # after all --part K/N runs
+    python tools/make_shards.py --reindex shards/        # frame tables for shards written before them
 
 Each video is decoded once by ffmpeg in a process pool; every decoded frame becomes a checked baseline
 JPEG with its presentation time; clips are judged by outcome (do the frames cover the stream?), shuffled
@@ -32,6 +33,7 @@ from tools.sharding.inputs import InputSet, collect_inputs, shuffled_part
 from tools.sharding.kinetics import collect_subset
 from tools.sharding.merge import merge_if_complete, merge_parts
 from tools.sharding.pool import ordered_map
+from tools.sharding.reindex import reindex
 from tools.sharding.writer import ShardLimit, ShardSink, check_partitioning, part_lock_name
 
 
@@ -167,8 +169,9 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
     info(f"{out}: {len(manifest.shards)} shards, {manifest.clips} clips, {manifest.frames} frames in all; "
          f"this run {clips} clips / {frames} frames in {seconds:.1f} s "
          f"({clips / max(seconds, 1e-9):.1f} clips/s, {frames / max(seconds, 1e-9):.0f} frames/s)")
-    if manifest.warnings:
-        info(f"{len(manifest.warnings)} kept clip(s) had decoder messages (listed in the manifest's clip_warnings)")
+    if manifest.clips_with_warnings:
+        info(f"{manifest.clips_with_warnings} kept clip(s) had decoder messages (listed in the shards' "
+             f"*.warnings.jsonl)")
     if manifest.failures:
         kinds = Counter(f.reason.split(":")[0] for f in manifest.failures)
         info(f"{len(manifest.failures)} input(s) failed (listed in the manifest): "
@@ -203,13 +206,22 @@ def _summarise(out: Path, manifest: Manifest, clips: int, frames: int, seconds: 
 @click.option("--part", default="1/1", show_default=True, help="Process part K of N (for job arrays).")
 @click.option("--merge", "merge", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write OUT/manifest.json from the finished --part K/N manifests in this folder (no SRC).")
+@click.option("--reindex", "reindex_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the frame tables the loaders need for the shards in this folder that lack one "
+                   "(written by an older make_shards); reads each such tar once (no SRC).")
 @click.option("--num-workers", "--workers", "workers", type=click.IntRange(min=1), default=None,
               help="Decoding processes (default: all cores).")
 def main(src: Path | None, out: Path, name: str, split: str | None, subset: str | None, fps: float | None,
          short_side: int | None, quality: int, max_frames: int | None, min_frames: int, keep_damaged: bool,
          strict: bool, retry_failed: bool, overwrite: bool, shard_size: str, seed: int, part: str, merge: Path | None,
-         workers: int | None) -> None:
-    """Write WebDataset clip shards (+ DALI indexes + manifest.json) from the videos under SRC."""
+         reindex_dir: Path | None, workers: int | None) -> None:
+    """Write WebDataset clip shards (+ DALI indexes, frame tables + manifest.json) from the videos under SRC."""
+    if reindex_dir is not None:
+        if src is not None or merge is not None:
+            raise UserError("--reindex DIR takes no SRC and no --merge")
+        with folder_lock(reindex_dir):            # one writer per folder, as for every other pass
+            reindex(reindex_dir, workers, show_progress=True)
+        return
     if merge is not None:
         if src is not None:
             raise UserError("--merge OUT takes no SRC")

@@ -99,7 +99,6 @@ class ShardSink:
         self.done_keys: set[str] = set()
         self._writer: ShardWriter | None = None
         self._bytes = 0
-        self._open_warnings: list[ClipWarnings] = []
         self.legacy: Manifest | None = None       # a complete folder of an older format, kept as it is
         if overwrite:
             self._remove_earlier_run()
@@ -166,12 +165,12 @@ class ShardSink:
 
     def add(self, key: str, source: str, frames: list[bytes], meta: dict[str, Any], pts: np.ndarray,
             messages: tuple[int, tuple[str, ...]] = (0, ())) -> None:
-        """Append one clip; its messages (count, first lines) enter the manifest with its shard."""
+        """Append one clip (its frames were decoded when made); its messages (count, first lines) go to the
+        shard's .warnings.jsonl, their count to the manifest."""
         if self._writer is None:
             self._writer, self._bytes = ShardWriter(self._next_shard_path()), 0
-        self._writer.add(key, frames, meta, pts)
-        if messages[0]:
-            self._open_warnings.append(ClipWarnings(source, key, messages[0], tuple(messages[1])))
+        warnings = ClipWarnings(source, key, messages[0], tuple(messages[1])) if messages[0] else None
+        self._writer.add(key, frames, meta, pts, checked=True, warnings=warnings)
         self._bytes += sum(len(f) for f in frames)
         full_clips = self.limit.max_clips is not None and self._writer.clips >= self.limit.max_clips
         full_bytes = self.limit.max_bytes is not None and self._bytes >= self.limit.max_bytes
@@ -194,10 +193,8 @@ class ShardSink:
         writer, self._writer = self._writer, None
         size = writer.close()
         self.manifest.shards.append(ShardInfo(writer.path, writer.path.with_suffix(".idx"),
-                                              writer.clips, writer.frames, size))
+                                              writer.clips, writer.frames, size, writer.warned))
         self.manifest.shards.sort(key=lambda s: s.tar.name)
-        self.manifest.warnings += self._open_warnings
-        self._open_warnings = []
         write_manifest(self.manifest, self.path)
 
     def finish(self, complete: bool = True) -> Manifest:
@@ -215,4 +212,3 @@ class ShardSink:
             except OSError:                        # e.g. the disk is full: flushing the tar fails too
                 self._writer.tmp_path.unlink(missing_ok=True)
             self._writer = None
-            self._open_warnings = []
