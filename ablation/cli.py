@@ -13,7 +13,9 @@ from ablation.runner import AblationSetup, load_results, run_grid
 from evaluation.settings import DEFAULT_PROTOCOL, PROTOCOLS, PropagationSettings, protocol_settings
 from pipeline.shard_format import MANIFEST_NAME
 from siammae_common.atomic import write_text_atomic
+from siammae_common.cli_types import COUNT, NON_NEGATIVE, POSITIVE, SEED, OneLineCommand, finite
 from siammae_common.console import UserError, info
+from siammae_common.folder_lock import folder_lock
 
 DEFAULT = Schedule()
 
@@ -55,7 +57,7 @@ def _eval_settings(protocol: str, eval_size: str, input_size: int) -> Propagatio
                                  param_hint="--eval-size") from None
 
 
-@click.command(context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
 @click.option("--shards", type=click.Path(path_type=Path), required=True, help="Shards folder (make_shards output).")
 @click.option("--davis-root", type=click.Path(path_type=Path), required=True,
               help="DAVIS-2017-layout folder used to evaluate every checkpoint.")
@@ -64,22 +66,22 @@ def _eval_settings(protocol: str, eval_size: str, input_size: int) -> Propagatio
 @click.option("--grid", type=click.Choice(["encdec", "mask", "epochs", "all"]), default="all",
               help="Which of the report's tables to reproduce.")
 @click.option("--model", default=DEFAULT.model, help="Model size for every run (e.g. vit_tiny_patch16 for real runs).")
-@click.option("--input-size", type=int, default=DEFAULT.input_size, help="Training crop size.")
-@click.option("--batch-size", type=int, default=DEFAULT.batch_size, help="Pairs per optimizer step.")
-@click.option("--epochs", type=int, default=DEFAULT.epochs, help="Epochs of each encoder/decoder and mask run.")
+@click.option("--input-size", type=COUNT, default=DEFAULT.input_size, help="Training crop size.")
+@click.option("--batch-size", type=COUNT, default=DEFAULT.batch_size, help="Pairs per optimizer step.")
+@click.option("--epochs", type=COUNT, default=DEFAULT.epochs, help="Epochs of each encoder/decoder and mask run.")
 @click.option("--epoch-snapshots", default=",".join(map(str, DEFAULT.epoch_snapshots)),
               help="Table 1: epochs at which one long run is evaluated (its length is the largest).")
-@click.option("--pairs-per-clip", type=int, default=DEFAULT.pairs_per_clip,
+@click.option("--pairs-per-clip", type=COUNT, default=DEFAULT.pairs_per_clip,
               help="Pairs drawn from each clip per epoch (an epoch reads every clip once).")
-@click.option("--blr", type=float, default=DEFAULT.blr, help="Base learning rate (lr = blr × batch / 256).")
-@click.option("--warmup-epochs", type=float, default=DEFAULT.warmup_epochs, help="Linear lr warmup of every run.")
-@click.option("--mask-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT.mask_ratio,
+@click.option("--blr", type=POSITIVE, default=DEFAULT.blr, help="Base learning rate (lr = blr × batch / 256).")
+@click.option("--warmup-epochs", type=NON_NEGATIVE, default=DEFAULT.warmup_epochs, help="Linear lr warmup of every run.")
+@click.option("--mask-ratio", type=finite(0, 1, min_open=True, max_open=True), default=DEFAULT.mask_ratio,
               help="Mask ratio of the encoder/decoder runs and of Table 1's run (Table 2b varies it).")
-@click.option("--gap-min", type=click.IntRange(1), default=DEFAULT.gap_range[0], help="Smallest frame gap f1 -> f2.")
-@click.option("--gap-max", type=click.IntRange(1), default=DEFAULT.gap_range[1], help="Largest frame gap f1 -> f2.")
+@click.option("--gap-min", type=COUNT, default=DEFAULT.gap_range[0], help="Smallest frame gap f1 -> f2.")
+@click.option("--gap-max", type=COUNT, default=DEFAULT.gap_range[1], help="Largest frame gap f1 -> f2.")
 @click.option("--crop-scale", default=",".join(map(str, DEFAULT.crop_scale)),
               help="LO,HI: area fraction of the frame a training crop covers.")
-@click.option("--seed", type=int, default=DEFAULT.seed, help="Base seed; each run derives its own from it.")
+@click.option("--seed", type=SEED, default=DEFAULT.seed, help="Base seed; each run derives its own from it.")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", help="Training device.")
 @click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", help="Pair loader.")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL,
@@ -109,12 +111,12 @@ def main(shards: Path, davis_root: Path, out: Path, grid: str, model: str, input
     setup = AblationSetup(shards=shards, davis_root=davis_root, out=out, schedule=schedule, settings=settings,
                           device=device, loader=loader)
     runs = build_grid(grid, schedule)  # type: ignore[arg-type]
-    out.mkdir(parents=True, exist_ok=True)
     header = {"shards": str(shards), "davis_root": str(davis_root), "schedule": dataclasses.asdict(schedule),
               "propagation": settings.to_dict(), "tables": ["encdec", "mask", "epochs"] if grid == "all" else [grid]}
     results_path = out / "results.json"
-    results = run_grid(setup, runs, load_results(results_path, header), results_path)
-    write_text_atomic(out / "report.md", render_report(results, runs))
+    with folder_lock(out):                 # each run's folder inside has its own lock, held by its training
+        results = run_grid(setup, runs, load_results(results_path, header), results_path)
+        write_text_atomic(out / "report.md", render_report(results, runs))
     info(f"wrote {out / 'results.json'} and {out / 'report.md'}")
 
 

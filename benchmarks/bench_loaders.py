@@ -113,9 +113,10 @@ class FfmpegPairs(_PlanDataset):
 class JpegFolderPairs(_PlanDataset):
     """Pillow over pre-extracted frames: `<root>/<key>/<frame:06d>.jpg`, two files per pair."""
 
-    def __init__(self, plan: PairPlan, size: int, root: Path, keys: tuple[str, ...]) -> None:
+    def __init__(self, plan: PairPlan, size: int, root: Path, index: FrameIndex) -> None:
         super().__init__(plan, size)
-        self.root, self.keys = root, keys
+        self.root = root
+        self.keys = {c: index.key(c) for c in np.unique(plan.clip).tolist()}     # the clips the plan reads
 
     def frames(self, p: int) -> tuple[Image.Image, Image.Image, int]:
         folder = self.root / self.keys[int(self.plan.clip[p])]
@@ -132,7 +133,7 @@ def extract_frame_folders(index: FrameIndex, clips: np.ndarray, root: Path) -> i
     reader = FrameReader(index)
     total = 0
     for c in np.unique(clips).tolist():
-        folder = root / index.keys[c]
+        folder = root / index.key(c)
         folder.mkdir(parents=True, exist_ok=True)
         n = int(index.n_frames[c])
         for t, data in enumerate(reader.read(np.full(n, c), np.arange(n))):
@@ -149,7 +150,8 @@ def find_videos(index: FrameIndex, videos_root: Path) -> list[Path]:
         for f in files:
             by_stem.setdefault(Path(f).stem, Path(dirpath) / f)
     out = []
-    for key, meta in zip(index.keys, index.metas):
+    for c in range(len(index)):
+        key, meta = index.key(c), index.meta(c)
         source = str(meta.get("source", ""))
         candidates = [Path(source), videos_root / source] if source else []
         found = next((c for c in candidates if c.is_file()), None) or by_stem.get(key)

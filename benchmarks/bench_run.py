@@ -1,5 +1,6 @@
 """The measurements behind siammae-bench: one function per loader, each returning pairs/s and bytes
-read per pair on the pairs of the same plan. Warm-up batches are excluded from every figure."""
+read per pair on the pairs of the same plan (the DALI rows: bench_dali.py). Warm-up batches are
+excluded from every figure."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from torch.utils.data import DataLoader
 
 from pipeline.batch import FrameFinisher
 from pipeline.config import LoaderConfig
-from pipeline.frame_index import FrameIndex, FrameReader
-from pipeline.sampling import PairPlan, plan_epoch
+from pipeline.dataset import ShardDataset
+from pipeline.frame_index import FrameIndex
+from pipeline.sampling import PairPlan, PlanKey, plan_epoch
 
 
 @dataclass
@@ -32,14 +34,15 @@ class Measured:
 @dataclass(frozen=True)
 class BenchSetup:
     cfg: LoaderConfig                 # the loader settings every row shares (batch, workers, threads)
-    index: FrameIndex
+    data: ShardDataset
     seconds: float                    # measuring time per loader, after warm-up
     warmup_batches: int = 2
 
 
 def timed(batches: Iterable[Any], measure: Callable[[Any], tuple[int, int]], seconds: float, warmup: int,
-          max_pairs: int | None = None) -> tuple[int, int, float]:
-    """Consume batches: skip `warmup`, then add up (pairs, bytes) until `seconds` or `max_pairs` pass.
+          max_pairs: int | None = None, sync: Callable[[], None] | None = None) -> tuple[int, int, float]:
+    """Consume batches: skip `warmup`, then add up (pairs, bytes) until `seconds` or `max_pairs` pass;
+    `sync` (a device sync) runs after the warm-up and after the last batch, inside the timing.
 
     Each batch is dropped as soon as it is measured, as a training loop would: keeping them alive
     makes every batch land in fresh memory and slows the fast loaders most.
@@ -47,6 +50,8 @@ def timed(batches: Iterable[Any], measure: Callable[[Any], tuple[int, int]], sec
     it = iter(batches)
     for _ in range(warmup):
         next(it)
+    if sync is not None:
+        sync()
     pairs, nbytes, start = 0, 0, time.perf_counter()
     for batch in it:
         p, b = measure(batch)
@@ -54,6 +59,8 @@ def timed(batches: Iterable[Any], measure: Callable[[Any], tuple[int, int]], sec
         del batch
         if time.perf_counter() - start >= seconds or (max_pairs and pairs >= max_pairs):
             break
+    if sync is not None:
+        sync()
     return pairs, nbytes, time.perf_counter() - start
 
 
@@ -67,8 +74,8 @@ def epochs(loader: Any) -> Iterator[Any]:
 
 def bench_plan(setup: BenchSetup, epochs_: int = 50) -> PairPlan:
     """Enough pairs for any reference loader: the rank-0 plans of several epochs, concatenated."""
-    ix, c = setup.index, setup.cfg
-    plans = [plan_epoch(ix.n_frames, ix.height, ix.width, c.sampling, c.seed, e) for e in range(epochs_)]
+    clips, c = setup.data.clips, setup.cfg
+    plans = [plan_epoch(clips, c.sampling, PlanKey(c.seed, e)) for e in range(epochs_)]
     return PairPlan(*(np.concatenate([getattr(p, f) for p in plans])
                       for f in ("clip", "i", "j", "crop", "flip")))
 
@@ -103,7 +110,7 @@ def run_pair_loader(setup: BenchSetup, cfg: LoaderConfig, bytes_per_pair: Callab
                     ) -> Measured:
     from pipeline.loader import build_pair_loader
 
-    loader = build_pair_loader(cfg)
+    loader = build_pair_loader(cfg, setup.data)
     pairs, _, secs = timed(epochs(loader), lambda b: (len(b), 0), setup.seconds, setup.warmup_batches)
     total = pairs + setup.warmup_batches * cfg.batch_size
     result = Measured(pairs / secs, bytes_per_pair(loader, total), pairs, secs)
@@ -111,62 +118,9 @@ def run_pair_loader(setup: BenchSetup, cfg: LoaderConfig, bytes_per_pair: Callab
     return result
 
 
-def run_dali_index(setup: BenchSetup, cfg: LoaderConfig) -> Measured:
-    """DALI fed by the pread source: bytes read are exactly the planned frames' byte ranges."""
-    def nbytes(loader: Any, pairs: int) -> float:
-        plans = [loader._source.plan(e) for e in range(pairs // max(len(loader._source.plan(0)), 1) + 1)]
-        p = PairPlan(*(np.concatenate([getattr(q, f) for q in plans])[:pairs]
-                       for f in ("clip", "i", "j", "crop", "flip")))
-        return own_jpeg_bytes(loader.index, p)
-    return run_pair_loader(setup, cfg, nbytes)
-
-
-def run_dali_reader(setup: BenchSetup, cfg: LoaderConfig) -> Measured:
-    """DALI's fn.readers.webdataset: every pair copies its clip's whole .frames and .offsets."""
-    ix = setup.index
-    clip_bytes = (ix.offsets[ix.first_offset + ix.n_frames] + 4 * (ix.n_frames + 1)).mean()
-    return run_pair_loader(setup, replace(cfg, source="reader", debug_indices=False),
-                           lambda loader, pairs: float(clip_bytes))
-
-
 def run_wds(setup: BenchSetup, cfg: LoaderConfig) -> Measured:
     """The fallback: its workers count the bytes they read for every batch delivered."""
     return run_pair_loader(setup, replace(cfg, kind="wds"), lambda loader, pairs: loader.bytes_read / pairs)
-
-
-def run_ceiling(setup: BenchSetup, cfg: LoaderConfig, *, decode_only: bool, n_pairs: int = 256) -> Measured:
-    """The same DALI graph fed from JPEG pairs held in memory: what the pipeline could reach."""
-    from pipeline.dali_graph import build_pipeline
-    from pipeline.dali_loader import dali_graph_spec
-    from pipeline.dali_source import pair_meta
-
-    ix = setup.index
-    plan = bench_plan(setup, epochs_=max(1, n_pairs // max(len(ix), 1) + 1)).take(slice(0, n_pairs))
-    reader = FrameReader(ix)
-    f1, f2 = reader.read(plan.clip, plan.i), reader.read(plan.clip, plan.j)
-    reader.close()
-    B = cfg.batch_size
-    meta = pair_meta(plan)
-
-    def source(info: Any) -> tuple[Any, ...]:
-        sel = (np.arange(B) + info.iteration * B) % len(plan)
-        return [f1[k] for k in sel], [f2[k] for k in sel], meta[sel]
-
-    spec = replace(dali_graph_spec(cfg, (int(ix.height.max()), int(ix.width.max()))), decode_only=decode_only)
-    pipe = build_pipeline(source, spec, B, parallel=False, seed=cfg.seed,
-                          device_id=0 if cfg.device == "cuda" else None)
-
-    def batches() -> Iterator[Any]:
-        while True:
-            out = pipe.run()
-            if cfg.device == "cuda":
-                import torch
-                torch.cuda.synchronize()
-            yield out
-
-    pairs, _, secs = timed(batches(), lambda _: (B, 0), setup.seconds, setup.warmup_batches)
-    pipe = None
-    return Measured(pairs / secs, None, pairs, secs, note="decode only" if decode_only else "")
 
 
 def temp_frame_folders(index: FrameIndex, plan: PairPlan) -> Path:

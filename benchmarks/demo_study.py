@@ -34,6 +34,7 @@ from evaluation.hidden_patch import PairSpec, held_out_pairs, hidden_patch_error
 from evaluation.report import write_json_atomic
 from evaluation.settings import protocol_settings
 from model.checkpoint import load_model
+from siammae_common.cli_types import NATURAL, OneLineCommand
 from siammae_common.console import info
 
 UNTRAINED_SEEDS = (0, 1, 2)
@@ -171,14 +172,14 @@ def _named_paths(values: tuple[str, ...]) -> dict[str, Path]:
     return out
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "ignore_unknown_options": True})
+@click.command(cls=OneLineCommand, context_settings={"ignore_unknown_options": True})
 @click.option("--shards", type=click.Path(path_type=Path, exists=True), required=True, help="Training shards.")
 @click.option("--davis", "davis", multiple=True, required=True, help="NAME=DAVIS_ROOT, repeatable.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Study folder (resumable).")
 @click.option("--name", required=True, help="Recipe name (a sub-folder of OUT).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Training seeds.")
 @click.option("--sizes", default="64x112", show_default=True, help="Evaluation sizes HxW or 'native', comma-separated.")
-@click.option("--view1-crop", type=int, default=0, show_default=True,
+@click.option("--view1-crop", type=NATURAL, default=0, show_default=True,
               help="View 1: crop side in frame pixels (0: the frame's height).")
 @click.option("--view1-gap", default="2-12", show_default=True, help="View 1: frame gap range.")
 @click.argument("train_options", nargs=-1, type=click.UNPROCESSED)

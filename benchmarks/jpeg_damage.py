@@ -82,7 +82,7 @@ def pillow_fails(data: bytes) -> bool:
 def main(shards: Path, trials: int, seed: int) -> None:
     """Print, per kind of damage, the share of frames each check and decoder rejects."""
     start = time.perf_counter()
-    index = FrameIndex.load(shards)
+    index = FrameIndex.open(shards)
     reader, rng = FrameReader(index), np.random.default_rng(seed)
     decoder = DecoderConfig(num_threads=1)
     full = GraphSpec(PairSamplingConfig(), decoder, decode_only=True)
@@ -94,10 +94,10 @@ def main(shards: Path, trials: int, seed: int) -> None:
         clips = rng.integers(0, len(index), trials)
         frames = rng.integers(0, index.n_frames[clips])
         damaged = [damage(d, rng) for d in reader.read_bytes(clips, frames)]
-        crops = sample_crops(index.height[clips], index.width[clips], (0.5, 1.0), (3 / 4, 4 / 3), rng)
+        crops = sample_crops(index.clips.height[clips], index.clips.width[clips], (0.5, 1.0), (3 / 4, 4 / 3), rng)
         anchors = np.ascontiguousarray(crops[:, [1, 0]], dtype=np.int32)
         shapes = np.ascontiguousarray(crops[:, [3, 2]], dtype=np.int32)
-        check = np.array([jpeg_problem(d, int(index.height[c]), int(index.width[c])) is not None
+        check = np.array([jpeg_problem(d, int(index.clips.height[c]), int(index.clips.width[c])) is not None
                           for d, c in zip(damaged, clips)])
         pil = np.array([pillow_fails(d) for d in damaged])
         dali, dali_roi = np.zeros(trials, bool), np.zeros(trials, bool)
@@ -114,7 +114,7 @@ def _time_the_check(index: FrameIndex, reader: FrameReader, rng: np.random.Gener
     """What the byte check costs on undamaged frames (best of 5 passes over 500 frames, this thread's CPU)."""
     clips = rng.integers(0, len(index), 500)
     frames = reader.read_bytes(clips, rng.integers(0, index.n_frames[clips]))
-    sizes = [(int(index.height[c]), int(index.width[c])) for c in clips]
+    sizes = [(int(index.clips.height[c]), int(index.clips.width[c])) for c in clips]
     best = float("inf")
     for _ in range(5):
         t = time.thread_time()

@@ -12,6 +12,7 @@ torch.utils.flop_counter over one forward + backward).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import platform
 import tempfile
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
@@ -65,19 +67,22 @@ def sync(device: torch.device) -> None:
 
 
 def time_steps(step: Callable, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], steps: int, warmup: int,
-               device: torch.device, waited: list[float] | None = None) -> float:
-    """Mean seconds per step over `steps` steps after `warmup` untimed ones (waited[0], when given, is
-    reset when the timing starts, so it holds the timed steps' wait for data)."""
+               device: torch.device, waited: list[float] | None = None) -> tuple[float, float]:
+    """(mean seconds per step over `steps` steps, seconds of the `warmup` untimed steps before them, in
+    which a compiled model compiles). waited[0], when given, is reset when the timing starts, so it holds
+    the timed steps' wait for data."""
+    start = time.perf_counter()
     for _ in range(warmup):
         step(*next(batches))
     sync(device)
+    warmup_s = time.perf_counter() - start
     if waited is not None:
         waited[0] = 0.0
     start = time.perf_counter()
     for _ in range(steps):
         loss = step(*next(batches))
     loss.item()                                    # waits for the last step
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, warmup_s
 
 
 def count_flops(model: SiamMAE, f1: torch.Tensor, f2: torch.Tensor, amp: bool) -> int:
@@ -99,17 +104,20 @@ def loader_batches(train_cfg: TrainConfig, device: torch.device, waited: list[fl
 
     loader = build_loader(loader_config(train_cfg, DistInfo(), device))
     epoch = 0
-    while True:
-        loader.set_epoch(epoch)
-        batches = iter(loader)
+    try:
         while True:
-            t0 = time.perf_counter()
-            b = next(batches, None)
-            waited[0] += time.perf_counter() - t0
-            if b is None:
-                break
-            yield b.f1, b.f2
-        epoch += 1
+            loader.set_epoch(epoch)
+            batches = iter(loader)
+            while True:
+                t0 = time.perf_counter()
+                b = next(batches, None)
+                waited[0] += time.perf_counter() - t0
+                if b is None:
+                    break
+                yield b.f1, b.f2
+            epoch += 1
+    finally:                                       # closing the generator stops the loader's workers
+        loader.close()
 
 
 @click.command()
@@ -122,16 +130,19 @@ def loader_batches(train_cfg: TrainConfig, device: torch.device, waited: list[fl
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed steps first.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast (CUDA only).")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True)
+@click.option("--compile-backend", default="inductor", show_default=True,
+              help="torch.compile backend (aot_eager traces without generating code: a quick stand-in on a CPU).")
 @click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Also time steps fed by the real loader from these shards.")
 @click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", show_default=True)
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="DALI threads, as siammae-train's --threads (0: the cores per process minus the trainer's).")
+@click.option("--num-threads", "--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DALI threads, as siammae-train's --num-threads (0: the cores per process minus the trainer's).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="DataLoader workers (--loader wds).")
 @click.option("--hw-decoder-load", type=click.FloatRange(0, 1), default=0.65, show_default=True,
               help="Share of the JPEGs DALI sends to the hardware decoder (GPU only).")
-@click.option("--prefetch", type=click.IntRange(min=1), default=2, show_default=True, help="DALI prefetch depth.")
+@click.option("--prefetch-queue-depth", "--prefetch", "prefetch_queue_depth", type=click.IntRange(min=1), default=2,
+              show_default=True, help="DALI prefetch depth.")
 @click.option("--parallel-source", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
 @click.option("--py-num-workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--source-prefetch", type=click.IntRange(min=0), default=0, show_default=True,
@@ -141,9 +152,8 @@ def loader_batches(train_cfg: TrainConfig, device: torch.device, waited: list[fl
 @click.option("--peak-tflops", type=float, default=None, help="Device peak for MFU [default: known GPUs].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result here.")
 def main(device: str, model_name: str | None, input_size: int | None, batch_size: int | None, steps: int | None,
-         warmup: int, amp: bool, compile_: bool, shards: Path | None, loader: str, threads: int, num_workers: int,
-         hw_decoder_load: float, prefetch: int, parallel_source: str, py_num_workers: int, source_prefetch: int,
-         torch_threads: int | None, peak_tflops: float | None, json_path: Path | None) -> None:
+         warmup: int, amp: bool, compile_: bool, compile_backend: str, shards: Path | None, torch_threads: int | None,
+         peak_tflops: float | None, json_path: Path | None, **feed: Any) -> None:
     """Time SiamMAE training steps on random tensors and with the real loader."""
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
     gpu = dev.type == "cuda"
@@ -156,48 +166,54 @@ def main(device: str, model_name: str | None, input_size: int | None, batch_size
     torch.manual_seed(0)
     model = SiamMAE(cfg).to(dev).train()
     s = cfg.input_size
-    f1, f2 = torch.randn(batch, 3, s, s, device=dev), torch.randn(batch, 3, s, s, device=dev)
+    f1, f2 = torch.randn(batch, 3, s, s, device=dev), torch.randn(batch, 3, s, s, device=dev)   # [B, 3, S, S]
     flops = count_flops(model, f1, f2, amp)
-    net = torch.compile(model) if compile_ else model
+    net = torch.compile(model, backend=compile_backend) if compile_ else model
     step = make_step(net, dev, amp)  # type: ignore[arg-type]
-
-    def fixed() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        while True:
-            yield f1, f2
-
     result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "device": torch.cuda.get_device_name(dev) if gpu else platform.processor() or "cpu",
                     "torch": torch.__version__, "model": cfg.to_dict(), "batch_size": batch, "amp_bf16": amp and gpu,
-                    "compile": compile_, "steps": steps, "torch_threads": torch.get_num_threads(),
+                    "compile": compile_ and compile_backend, "steps": steps, "torch_threads": torch.get_num_threads(),
                     "flops_per_step": flops}
-    t = time_steps(step, fixed(), steps, warmup, dev)
-    result["tensors_on_device"] = {"step_s": t, "pairs_per_s": batch / t}
+    t, warmup_s = time_steps(step, itertools.repeat((f1, f2)), steps, warmup, dev)
+    result["tensors_on_device"] = {"step_s": t, "pairs_per_s": batch / t, "warmup_s": warmup_s}
     peak = peak_tflops or device_peak_tflops(dev)
     if peak:
         result["mfu"] = flops / t / (peak * 1e12)
         result["peak_tflops"] = peak
     if shards is not None:
-        with tempfile.TemporaryDirectory(prefix="siammae-step-bench-") as out:
-            train_cfg = TrainConfig.from_options(
-                shards=shards, out=Path(out), model=cfg.name, input_size=s, batch_size=batch, loader=loader,
-                num_threads=threads, num_workers=num_workers, hw_decoder_load=hw_decoder_load,
-                prefetch_queue_depth=prefetch, parallel_source=parallel_source, py_num_workers=py_num_workers,
-                source_prefetch=source_prefetch, torch_threads=torch.get_num_threads())
-            waited = [0.0]
-            batches = loader_batches(train_cfg, dev, waited)
-            tl = time_steps(step, batches, steps, warmup, dev, waited)
-        from model.train_loader import decoder_threads
-
-        result["with_loader"] = {"loader": loader, "threads": decoder_threads(train_cfg, dev),
-                                 "hw_decoder_load": hw_decoder_load, "prefetch": prefetch,
-                                 "parallel_source": parallel_source, "py_num_workers": py_num_workers,
-                                 "step_s": tl, "pairs_per_s": batch / tl, "overhead": tl / t - 1,
-                                 "data_wait_s": waited[0] / steps, "data_wait_frac": waited[0] / steps / tl}
+        options = {"shards": shards, "model": cfg.name, "input_size": s, "batch_size": batch,
+                   "torch_threads": torch.get_num_threads(), **feed}
+        try:
+            result["with_loader"] = time_with_loader(step, t, options, dev, (steps, warmup))
+        except Exception as exc:  # noqa: BLE001 (the loader may be missing or broken: keep the figures above)
+            result["with_loader"] = {"error": f"{type(exc).__name__}: {exc}"}
     text = json.dumps(result, indent=1)
     click.echo(text)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(text + "\n")
+
+
+def time_with_loader(step: Callable, t_memory: float, options: dict[str, Any], dev: torch.device,
+                     steps_warmup: tuple[int, int]) -> dict[str, Any]:
+    """The same steps fed by the loader siammae-train builds from these options: step time, overhead over
+    t_memory (the step on tensors already on the device), and the share of the step spent waiting for data."""
+    from model.train_loader import decoder_threads
+
+    steps, warmup = steps_warmup
+    waited = [0.0]
+    with tempfile.TemporaryDirectory(prefix="siammae-step-bench-") as out:
+        train_cfg = TrainConfig.from_options(out=Path(out), **options)
+        batches = loader_batches(train_cfg, dev, waited)
+        try:
+            tl, warmup_s = time_steps(step, batches, steps, warmup, dev, waited)
+        finally:
+            batches.close()
+    feed = {k: v for k, v in options.items() if k not in ("shards", "model", "input_size", "torch_threads")}
+    return {**feed, "threads": decoder_threads(train_cfg, dev), "step_s": tl, "pairs_per_s": options["batch_size"] / tl,
+            "overhead": tl / t_memory - 1, "warmup_s": warmup_s, "data_wait_s": waited[0] / steps,
+            "data_wait_frac": waited[0] / steps / tl}
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from evaluation.settings import (
     PropagationSettings,
     protocol_settings,
 )
+from siammae_common.cli_types import COUNT, NATURAL, POSITIVE, SEED, pixel_size
 from siammae_common.console import UserError
 
 EXISTING = click.Path(path_type=Path, exists=True)
@@ -25,13 +26,7 @@ DEFAULT = "(protocol's)"
 
 
 def _size(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        h, w = (int(v) for v in value.lower().split("x"))
-    except ValueError as err:
-        raise click.BadParameter(f"{value!r}: expected HxW, e.g. 320x320") from err
-    return h, w
+    return None if value is None else pixel_size(value, "--size")
 
 
 def _side(value: str | None) -> int | str | None:
@@ -53,15 +48,15 @@ def propagation_options(pose: bool = False) -> Callable:
         click.option("--protocol", type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
                      help="Named protocol fixing every setting below: cropmae (CRW/CropMAE code, the SiamMAE "
                           "lineage) or dino (DINO's eval_video_segmentation.py)."),
-        click.option("--queue", type=int, default=None, help=f"Short-term context frames. [default: {DEFAULT}]"),
+        click.option("--queue", type=NATURAL, default=None, help=f"Short-term context frames. [default: {DEFAULT}]"),
         _flag("pad-first-frame", "Before the start, copies of frame 0 fill the short-term context (CRW)."),
-        click.option("--radius", type=float, default=None, help=f"Local window, in patches. [default: {DEFAULT}]"),
+        click.option("--radius", type=POSITIVE, default=None, help=f"Local window, in patches. [default: {DEFAULT}]"),
         click.option("--window", type=click.Choice(["circle", "square"]), default=None,
                      help=f"circle: distance < radius; square: |di|,|dj| <= radius. [default: {DEFAULT}]"),
         _flag("window-on-first-frame", "Restrict the first frame to the window too (DINO does)."),
-        click.option("--topk", type=int, default=None, help=f"Affinities kept per target patch. [default: {DEFAULT}]"),
+        click.option("--topk", type=COUNT, default=None, help=f"Affinities kept per target patch. [default: {DEFAULT}]"),
         _flag("keep-ties", "Also keep every affinity tied with the k-th (DINO)."),
-        click.option("--temperature", type=float, default=None, help=f"Softmax temperature. [default: {DEFAULT}]"),
+        click.option("--temperature", type=POSITIVE, default=None, help=f"Softmax temperature. [default: {DEFAULT}]"),
         _flag("labels-at-input-size", "Resize the annotation to the input size (nearest) before one-hot."),
         click.option("--label-downsample", type=click.Choice(LABEL_DOWNSAMPLES), default=None,
                      help=f"One-hot labels to the feature grid. [default: {DEFAULT}]"),
@@ -73,19 +68,19 @@ def propagation_options(pose: bool = False) -> Callable:
         click.option("--short-side", default=None,
                      help="Resize frames so the short side is this many pixels, or 'native'. Any of "
                           f"--short-side/--long-side/--size replaces the protocol's input size. [default: {DEFAULT}]"),
-        click.option("--long-side", type=int, default=None, help="Instead: the long side to this many pixels."),
+        click.option("--long-side", type=COUNT, default=None, help="Instead: the long side to this many pixels."),
         click.option("--size", "fixed_size", default=None, help="Instead: every frame to exactly HxW."),
-        click.option("--size-multiple", type=int, default=None,
+        click.option("--size-multiple", type=COUNT, default=None,
                      help=f"The free side(s) floored to a multiple of this. [default: {DEFAULT}]"),
         _flag("resize-uint8", "Round resized frames to 8-bit levels (DINO resizes uint8 images)."),
-        click.option("--batch-size", type=int, default=8, show_default=True, help="Frames per encoder call."),
+        click.option("--batch-size", type=COUNT, default=8, show_default=True, help="Frames per encoder call."),
         click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, or auto."),
     ]
     if pose:
         options += [
             click.option("--pose-placement", type=click.Choice(["int", "floor"]), default=None,
                          help=f"Gaussian corner rounding. [default: {DEFAULT}]"),
-            click.option("--pose-topk", type=int, default=None, help=f"Cells per joint decoded. [default: {DEFAULT}]"),
+            click.option("--pose-topk", type=COUNT, default=None, help=f"Cells per joint decoded. [default: {DEFAULT}]"),
         ]
 
     def decorate(f: Callable) -> Callable:
@@ -130,11 +125,11 @@ def feature_options(f: Callable) -> Callable:
         click.option("--random-init", is_flag=True, help="Untrained encoder: the checkpoint's config, or --model."),
         click.option("--model", "model_name", default="vit_small_patch16", show_default=True,
                      help="Model size for --random-init without --checkpoint."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-init weights."),
+        click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random-init weights."),
         click.option("--pixels", is_flag=True, help="Raw-pixel baseline: each patch's pixels, flattened."),
         click.option("--pixel-mode", type=click.Choice(["flatten", "mean"]), default="flatten", show_default=True,
                      help="Pixel features: patch flattened (3·p² dims) or patch mean colour (3 dims)."),
-        click.option("--patch-size", type=int, default=16, show_default=True,
+        click.option("--patch-size", type=COUNT, default=16, show_default=True,
                      help="Patch size of the pixel baseline without --checkpoint."),
     ]
     for option in reversed(options):
@@ -155,3 +150,16 @@ def build_extractor(kw: dict, device: str) -> FeatureExtractor:
         config = checkpoint_features(checkpoint).config if checkpoint else None
         return random_init_features(model_name, seed, device, config=config)
     return checkpoint_features(checkpoint, device)
+
+
+def video_set_options(what: str, own: str) -> Callable:
+    """--list FILE and --all-videos: which videos to evaluate when not the benchmark's own list `own`."""
+    def decorate(f: Callable) -> Callable:
+        f = click.option("--all-videos", is_flag=True,
+                         help=f"Without {own}: evaluate every one of the {what} (training ones included).")(f)
+        return click.option("--list", "list_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                            default=None,
+                            help=f"Evaluate the {what} of this list instead of {own}: a name per line, or the "
+                                 "two-path lines of CRW's, UVC's and CropMAE's list files.")(f)
+    return decorate
+

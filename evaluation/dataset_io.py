@@ -1,15 +1,14 @@
-"""The files every benchmark reads and writes: RGB frames, palette PNGs of object ids, list files."""
+"""The files every benchmark reads and writes: RGB frames and palette PNGs of object ids."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from siammae_common.atomic import atomic_write
-from siammae_common.console import UserError, warn
+from siammae_common.console import UserError
 
 
 def pascal_palette(n: int = 256) -> list[int]:
@@ -28,17 +27,6 @@ def pascal_palette(n: int = 256) -> list[int]:
 
 
 PALETTE = pascal_palette()
-
-
-def listed_names(chosen: Sequence[str] | None, list_file: Path, folder: Path, what: str) -> list[str]:
-    """The names asked for, else the lines of a benchmark's list file, else every sub-folder (warned)."""
-    if chosen:
-        return list(chosen)
-    if list_file.is_file():
-        return [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    warn(f"{list_file} not found; using all {len(names)} {what} under {folder}")
-    return names
 
 
 def read_id_png(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -3,6 +3,8 @@
 Layout (as davis2017-evaluation reads it): `DAVIS/JPEGImages/<res>/<seq>/*.jpg`,
 `DAVIS/Annotations/<res>/<seq>/*.png` (palette PNGs, value = object id, 255 = void),
 `DAVIS/ImageSets/2017/<subset>.txt`; results `RESULTS/<seq>/<frame>.png`, same size, ids as values.
+The test sets (test-dev, test-challenge) annotate frame 0 only: their results are scored by the
+challenge server (evaluation.davis_submission writes the zip it takes).
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.dataset_io import listed_names, read_id_png
+from evaluation.dataset_io import read_id_png
+from evaluation.video_lists import choose_videos, own_list
 from siammae_common.console import UserError
 
 VOID_ID = 255
+DOWNLOADS = ("DAVIS-2017-trainval-480p.zip: train, val; DAVIS-2017-test-dev-480p.zip: test-dev; "
+             "DAVIS-2017-test-challenge-480p.zip: test-challenge")
 
 
 @dataclass(frozen=True)
@@ -33,16 +38,19 @@ class DavisSequence:
         return [p.stem for p in self.masks]
 
 
-def open_davis(root: Path, subset: str = "val", resolution: str = "480p",
-               sequences: Sequence[str] | None = None) -> list[DavisSequence]:
-    """The sequences of a DAVIS folder: those named, else `ImageSets/2017/<subset>.txt`, else every folder."""
+def open_davis(root: Path, subset: str = "val", resolution: str = "480p", sequences: Sequence[str] | None = None,
+               list_file: Path | None = None, all_videos: bool = False) -> list[DavisSequence]:
+    """The sequences of a DAVIS folder: those named, else those of `list_file`, else `ImageSets/2017/<subset>.txt`,
+    else (all_videos) every sequence folder; a missing subset list is an error (evaluation.video_lists)."""
     root = Path(root)
     images_dir = root / "JPEGImages" / resolution
     masks_dir = root / "Annotations" / resolution
     for folder in (root, images_dir, masks_dir):
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder (expected the DAVIS-2017 layout with resolution '{resolution}')")
-    names = listed_names(sequences, root / "ImageSets" / "2017" / f"{subset}.txt", images_dir, "sequences")
+    subset_list = root / "ImageSets" / "2017" / f"{subset}.txt"
+    names = choose_videos(sequences, list_file, own_list(subset_list), str(subset_list), images_dir, all_videos,
+                          "sequences", f"every DAVIS-2017 archive holds the lists of its subsets ({DOWNLOADS})")
     out = []
     for name in names:
         frames = tuple(sorted((images_dir / name).glob("*.jpg")))
@@ -57,10 +65,20 @@ def open_davis(root: Path, subset: str = "val", resolution: str = "480p",
     return out
 
 
+def annotation_gap(seq: DavisSequence) -> str | None:
+    """Why a sequence cannot be scored here (not every frame annotated: a test set), else None."""
+    if len(seq.masks) == len(seq.frames):
+        return None
+    return (f"{seq.masks[0].parent}: {len(seq.masks)} annotation PNG(s) for {len(seq.frames)} frames, so it cannot be "
+            "scored here; a test set (test-dev, test-challenge) is scored by the DAVIS challenge server: "
+            "siammae-eval davis --no-score writes its submission zip")
+
+
 def read_annotations(seq: DavisSequence) -> tuple[np.ndarray, int]:
     """GT ids [T, H, W] uint8 with void (255) set to background, and the object count of the first frame."""
-    if len(seq.masks) != len(seq.frames):
-        raise UserError(f"{seq.masks[0].parent}: {len(seq.masks)} annotation PNGs for {len(seq.frames)} frames")
+    gap = annotation_gap(seq)
+    if gap is not None:
+        raise UserError(gap)
     first = read_id_png(seq.masks[0])
     masks = np.stack([first] + [read_id_png(p, first.shape) for p in seq.masks[1:]])
     masks[masks == VOID_ID] = 0

@@ -21,6 +21,7 @@ from evaluation.davis_io import DavisSequence, open_davis, read_annotations, rea
 from evaluation.davis_metrics import ObjectScore, score_sequence, summarise
 from evaluation.nearest import resize_ids
 from siammae_common.console import UserError, progress
+from siammae_common.process_tree import init_worker
 
 SCORE_ON: tuple[str, ...] = ("native", "protocol-size")
 
@@ -48,9 +49,11 @@ def score_one(job: ScoreJob) -> tuple[str, np.ndarray, np.ndarray]:
     return seq.name, j, f
 
 
-def _single_threaded_opencv() -> None:
+def _init_scorer(parent_pid: int) -> None:
+    """A scoring worker: dies with siammae-eval (siammae_common.process_tree), one OpenCV thread."""
     import cv2
 
+    init_worker(parent_pid)
     cv2.setNumThreads(1)
 
 
@@ -80,7 +83,8 @@ def score_results(davis_root: Path, results_dir: Path, subset: str = "val", reso
             bar.update()
     else:
         context = multiprocessing.get_context("spawn")      # no fork of a process that may hold torch threads
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded_opencv) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_scorer,
+                                 initargs=(os.getpid(),)) as pool:
             for name, j, f in pool.map(score_one, jobs):
                 scored[name] = (j, f)
                 bar.update()

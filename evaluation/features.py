@@ -66,15 +66,9 @@ def _patch_size(cfg: object) -> int:
 
 def checkpoint_features(path: Path, device: str = "cpu") -> EncoderFeatures:
     """The encoder of a trained checkpoint (model.checkpoint.load_model)."""
-    from model.checkpoint import load_model
+    from model.checkpoint import model_for_command
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        model, cfg = load_model(path, map_location="cpu")
-    except Exception as err:  # torch.load / pickle raise many kinds; all mean an unusable file
-        raise UserError(f"{path}: cannot load the checkpoint ({err})") from err
+    model, cfg = model_for_command(Path(path), map_location="cpu")
     return EncoderFeatures(model, _patch_size(cfg), name="trained", device=device, config=cfg)
 
 

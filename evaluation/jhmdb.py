@@ -21,7 +21,8 @@ from evaluation.dataset_io import read_frame
 from evaluation.features import FeatureExtractor
 from evaluation.propagation import extract_features, propagate
 from evaluation.settings import PropagationSettings, eval_size
-from siammae_common.console import UserError, progress, warn
+from evaluation.video_lists import choose_videos
+from siammae_common.console import UserError, progress
 
 JOINTS = ("neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip", "left_hip", "right_elbow",
           "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist", "right_ankle", "left_ankle")
@@ -62,17 +63,18 @@ def _test_videos(root: Path, split: int) -> list[str] | None:
     return names
 
 
-def open_jhmdb(root: Path, split: int = 1, videos: Sequence[str] | None = None) -> list[JhmdbVideo]:
-    """The test videos of `split` (or those named as `<action>/<video>`; or all, if there are no splits)."""
+def open_jhmdb(root: Path, split: int = 1, videos: Sequence[str] | None = None, list_file: Path | None = None,
+               all_videos: bool = False) -> list[JhmdbVideo]:
+    """The test videos of `split` (or those named as `<action>/<video>`, or those of `list_file`; every
+    video only with all_videos: without splits/ the test set is unknown, which is an error)."""
     root = Path(root)
     images, joints = root / "Rename_Images", root / "joint_positions"
     for folder in (images, joints):
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder (expected the JHMDB layout)")
-    names = list(videos) if videos else _test_videos(root, split)
-    if names is None:
-        names = sorted(f"{p.parent.name}/{p.name}" for p in images.glob("*/*") if p.is_dir())
-        warn(f"{root / 'splits'}: no split files; evaluating all {len(names)} videos")
+    splits = f"{root / 'splits'}/<action>_test_split{split}.txt"
+    names = choose_videos(videos, list_file, _test_videos(root, split), splits, images, all_videos, "videos",
+                          f"download splits.zip from the JHMDB site and unzip it into {root}", parts=2)
     out = []
     for name in names:
         frames = tuple(sorted((images / name).glob("*.png"), key=lambda p: int(p.stem)))
@@ -174,9 +176,10 @@ def propagate_video(extractor: FeatureExtractor, video: JhmdbVideo, settings: Pr
 
 
 def run_jhmdb(extractor: FeatureExtractor, root: Path, out_dir: Path | None, settings: PropagationSettings,
-              split: int = 1, videos: Sequence[str] | None = None) -> dict:
+              split: int = 1, videos: Sequence[str] | None = None, list_file: Path | None = None,
+              all_videos: bool = False) -> dict:
     """Propagate every test video; PCK@0.1 / 0.2 (fractions) per joint type, averaged over joints."""
-    chosen = open_jhmdb(root, split, videos)
+    chosen = open_jhmdb(root, split, videos, list_file, all_videos)
     per_joint: list[list[float]] = [[] for _ in range(chosen[0].joints.shape[1])]
     for video in progress(chosen, desc=f"jhmdb {extractor.name}", unit="video"):
         pred = propagate_video(extractor, video, settings)

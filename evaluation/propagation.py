@@ -41,7 +41,7 @@ def extract_features(extractor: FeatureExtractor, frames: np.ndarray, settings: 
     size = eval_size(frames.shape[1], frames.shape[2], settings, extractor.patch_size)
     out = []
     starts = range(0, len(frames), settings.batch_size)
-    for start in progress(starts, desc=f"encode {desc}".strip(), unit="batch"):
+    for start in progress(starts, desc=f"encode {desc}".strip(), unit="batch", lines=False):
         batch = _host_batch(frames[start:start + settings.batch_size], device)          # [B, H, W, 3] uint8
         out.append(F.normalize(extractor(to_input(batch, size, settings)).float(), dim=-1))
     return torch.cat(out)

@@ -23,6 +23,7 @@ dino: DINO's eval_video_segmentation.py. Context = frame 0 + the 7 previous fram
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -79,8 +80,13 @@ class PropagationSettings:
         for name, low in (("queue", 0), ("topk", 1), ("pose_topk", 1), ("batch_size", 1), ("size_multiple", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} {getattr(self, name)}: must be at least {low}")
-        if self.temperature <= 0 or self.radius <= 0:
-            raise ValueError(f"temperature {self.temperature} and radius {self.radius} must be positive")
+        for name in ("temperature", "radius"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):   # NaN fails both
+                raise ValueError(f"{name} {getattr(self, name)}: must be a finite number above 0")
+        sides = {"short_side": self.short_side, "long_side": self.long_side, "fixed_size": self.fixed_size}
+        for name, value in sides.items():
+            if value is not None and min(value if isinstance(value, tuple) else (value,)) < 1:
+                raise ValueError(f"{name} {value}: sizes must be at least 1 pixel")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

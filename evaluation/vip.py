@@ -1,9 +1,9 @@
 """VIP human-part propagation: the first frame's 20 part classes propagated; mIoU from one confusion matrix.
 
 Layout: `VIP/Images/<video>/<frame>.jpg`, `VIP/Annotations/Category_ids/<video>/<frame>.png` (class ids,
-single channel), optional `VIP/lists/val_videos.txt`. Frames without an annotation are propagated through
-but not scored; the first frame must be annotated. mIoU as CRW's `eval_vip.py`
-(one confusion matrix over all scored frames, IoU per class, then their mean).
+single channel), `VIP/lists/val_videos.txt` (the validation videos; without it, `--list` or `--all-videos`).
+Frames without an annotation are propagated through but not scored; the first frame must be annotated.
+mIoU as CRW's `eval_vip.py` (one confusion matrix over all scored frames, IoU per class, then their mean).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.dataset_io import listed_names, read_frame, read_id_png
+from evaluation.dataset_io import read_frame, read_id_png
 from evaluation.features import FeatureExtractor
 from evaluation.frames import IoPool
 from evaluation.segmentation import propagate_ids
 from evaluation.settings import PropagationSettings
+from evaluation.video_lists import choose_videos, own_list
 from siammae_common.console import UserError, progress
 
 N_CLASSES = 20
@@ -37,14 +38,18 @@ class VipVideo:
     labels: tuple[Path | None, ...]
 
 
-def open_vip(root: Path, videos: Sequence[str] | None = None) -> list[VipVideo]:
-    """The videos named, else those of `lists/val_videos.txt`, else every folder under `Images/`."""
+def open_vip(root: Path, videos: Sequence[str] | None = None, list_file: Path | None = None,
+             all_videos: bool = False) -> list[VipVideo]:
+    """The videos named, else those of `list_file`, else those of `lists/val_videos.txt`; every folder
+    under `Images/` only with all_videos (without the list the validation set is unknown: an error)."""
     root = Path(root)
     images, labels = root / "Images", root / "Annotations" / "Category_ids"
     for folder in (images, labels):
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder (expected the VIP layout)")
-    names = listed_names(videos, root / "lists" / "val_videos.txt", images, "videos")
+    val_list = root / "lists" / "val_videos.txt"
+    names = choose_videos(videos, list_file, own_list(val_list), str(val_list), images, all_videos, "videos",
+                          "it comes with VIP_Fine.zip: point --vip-root at the extracted VIP_Fine/ (or its parent)")
     out = []
     for name in names:
         frames = tuple(sorted((images / name).glob("*.jpg")))
@@ -77,11 +82,11 @@ def _frame_confusion(label_path: Path, shape: tuple[int, int], pred: np.ndarray)
 
 
 def run_vip(extractor: FeatureExtractor, root: Path, out_dir: Path | None, settings: PropagationSettings,
-            videos: Sequence[str] | None = None) -> dict:
+            videos: Sequence[str] | None = None, list_file: Path | None = None, all_videos: bool = False) -> dict:
     """Propagate every video; one confusion matrix over all annotated frames (the first included,
     as the protocol outputs it: its ground truth, or its labels' round trip through the grid)."""
     hist = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
-    chosen = open_vip(root, videos)
+    chosen = open_vip(root, videos, list_file, all_videos)
     with IoPool() as io:
         for video in progress(chosen, desc=f"vip {extractor.name}", unit="video"):
             first = read_id_png(video.labels[0])

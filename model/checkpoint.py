@@ -15,7 +15,7 @@ import random
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch
 from model.config import ModelConfig
 from model.siammae import SiamMAE
 from siammae_common.atomic import atomic_write
+from siammae_common.console import UserError
 
 CHECKPOINT_VERSION = 2          # 2: RNG state as tensors and plain numbers, kept checkpoints are complete
 TEMP_GLOB = ".*.pt.*.tmp"       # what an interrupted save leaves behind (atomic.temp_path_for)
@@ -32,11 +33,35 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line naming the file and the problem."""
 
 
+class _WriteErrorKept:
+    """A file whose first failed write is kept: torch.save reports one as a RuntimeError without its cause."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: a reader never sees a half-written file. The file gets the
-    mode a plain `open` would give it (0666 less the umask), not a temp file's 0600."""
+    mode a plain `open` would give it (0666 less the umask), not a temp file's 0600. A failed write (a
+    full disk) raises its OSError and leaves the old file and no temp file."""
     with atomic_write(path) as f:
-        torch.save({"version": CHECKPOINT_VERSION, **state}, f)
+        out = _WriteErrorKept(f)
+        try:
+            torch.save({"version": CHECKPOINT_VERSION, **state}, out)
+        except RuntimeError:
+            if out.error is not None:
+                raise out.error from None
+            raise
 
 
 def remove_interrupted_saves(folder: str | Path) -> list[Path]:
@@ -67,9 +92,42 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:  # noqa: BLE001 (zip, pickle and storage errors come in many types)
         raise CheckpointError(f"{path}: damaged or not a PyTorch checkpoint "
                               f"({type(exc).__name__}: {_first_line(exc)})") from None
-    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or "model_config" not in state:
         raise CheckpointError(f"{path}: not a siammae checkpoint (no model / model_config)")
+    _check_finite(state["model"], path)
     return state
+
+
+def _check_finite(weights: dict[str, Any], path: Path) -> None:
+    """Refuse weights holding NaN or infinity: a diverged run's weights give meaningless features."""
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{path}: the weights hold NaN or infinite values ({bad} in {name}): the run had "
+                                  "diverged when it was saved; use an earlier checkpoint of the run (epoch_NNNN.pt)")
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, Any], path: str | Path) -> None:
+    """`model.load_state_dict(weights)`; a checkpoint whose tensors do not fit is one CheckpointError line
+    naming the file and the first tensor that differs."""
+    own = model.state_dict()
+    for name in sorted(set(own) | set(weights)):
+        problem = _weight_problem(weights.get(name), own.get(name))
+        if problem is not None:
+            raise CheckpointError(f"{path}: damaged or of another model: weight {name} is {problem}")
+    model.load_state_dict(weights)
+
+
+def _weight_problem(theirs: Any, own: torch.Tensor | None) -> str | None:
+    if own is None:
+        return "not in the model"
+    if theirs is None:
+        return "missing"
+    if not isinstance(theirs, torch.Tensor):
+        return f"a {type(theirs).__name__}, not a tensor"
+    if theirs.shape != own.shape:
+        return f"{list(theirs.shape)}, the model's is {list(own.shape)}"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -108,12 +166,25 @@ def model_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SiamMAE, ModelConfig]:
-    """The trained network and its config, in eval mode, on `map_location`."""
+    """The trained network and its config, in eval mode, on `map_location`. Raises FileNotFoundError, or
+    CheckpointError (one line naming the file) for a file that is not a usable checkpoint."""
     state = load_checkpoint(path, map_location)
-    cfg = ModelConfig.from_dict(state["model_config"])
+    try:
+        cfg = ModelConfig.from_dict(state["model_config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: damaged model_config ({type(e).__name__}: {e})") from None
     model = SiamMAE(cfg)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     return model.to(map_location).eval(), cfg
+
+
+def model_for_command(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SiamMAE, ModelConfig]:
+    """load_model for a command line (siammae-eval, siammae-export): any problem with the file is one
+    UserError line that names it once."""
+    try:
+        return load_model(path, map_location)
+    except (FileNotFoundError, CheckpointError) as e:
+        raise UserError(str(e)) from None
 
 
 def capture_rng() -> dict[str, Any]:

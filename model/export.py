@@ -19,11 +19,12 @@ from pathlib import Path
 import click
 import torch
 
-from model.checkpoint import load_model
+from model.checkpoint import model_for_command
 from model.config import ModelConfig
 from model.pos_embed import sincos_2d
 from model.siammae import SiamMAE
 from siammae_common.atomic import atomic_write, write_text_atomic
+from siammae_common.cli_types import OneLineCommand
 from siammae_common.console import UserError, info
 
 # (patch, width, depth, heads) → timm's ViT of that shape (mlp ratio 4, qkv bias, LayerNorm eps 1e-6)
@@ -58,22 +59,22 @@ def timm_state_dict(model: SiamMAE) -> dict[str, torch.Tensor]:
 def export_timm(checkpoint: Path, out: Path) -> tuple[str, int]:
     """Write OUT (state dict) and OUT with suffix .json; returns (timm model name, image size)."""
     checkpoint, out = Path(checkpoint), Path(out)
-    if not checkpoint.is_file():
-        raise UserError(f"{checkpoint}: checkpoint not found")
-    try:
-        model, cfg = load_model(checkpoint, map_location="cpu")
-    except Exception as err:  # torch.load raises many kinds; all mean an unusable file
-        raise UserError(f"{checkpoint}: cannot load the checkpoint ({err})") from err
+    if out.is_dir():
+        raise UserError(f"--timm {out}: is a folder; give the file to write, e.g. {out / 'encoder.pth'}")
+    model, cfg = model_for_command(checkpoint, map_location="cpu")
     name = timm_name(cfg)
     state = timm_state_dict(model)
     meta = {"timm_model": name, "img_size": cfg.input_size}
-    with atomic_write(out) as f:
-        torch.save(state, f)
-    write_text_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
+    try:
+        with atomic_write(out) as f:
+            torch.save(state, f)
+        write_text_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
+    except OSError as e:
+        raise UserError(f"--timm {out}: cannot write it ({e.strerror})") from None
     return name, cfg.input_size
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--timm", "out", type=click.Path(path_type=Path), required=True,
               help="Write the encoder as a timm ViT state dict here, and its model name and size beside it (.json).")

@@ -63,6 +63,8 @@ def check_run_folder(cfg: TrainConfig) -> None:
     _writable_ancestor(out)
     if cfg.overwrite and (cfg.resume or cfg.resume_from is not None):
         raise UserError("--overwrite starts the run over; it cannot be combined with --resume or --resume-from")
+    if cfg.resume_anyway and not (cfg.resume or cfg.resume_from is not None):
+        raise UserError("--resume-anyway goes with --resume or --resume-from (it accepts their changes)")
     evidence = run_evidence(out)
     shown = ", ".join(evidence[:3]) + (", ..." if len(evidence) > 3 else "")
     if cfg.resume_from is not None:

@@ -27,11 +27,13 @@ from model.run_folder import prepare_run_folder, resume_source
 from model.schedule import param_groups, set_lr
 from model.siammae import SiamMAE, SiamMAEOutput
 from model.train_checkpoint import resume, save
-from model.train_config import TrainConfig, check_run_inputs
+from model.train_config import RunInputs, TrainConfig, check_run_inputs
 from model.train_loader import build_loader, described, loader_config, set_torch_threads
-from model.train_log import RunLog, StepWindow
+from model.train_log import RunLog, StepWindow, run_config
 from model.train_state import TrainState, make_schedule
+from model.train_summary import start_summary
 from siammae_common.console import UserError, info
+from siammae_common.folder_lock import folder_lock
 
 
 class NonFiniteLossError(RuntimeError):
@@ -45,21 +47,24 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: TrainConfig) -> int:
-    """Run (or continue) training; returns the number of optimizer steps done."""
+    """Run (or continue) training; returns the number of optimizer steps done. The main process holds
+    the run folder's lock throughout (siammae_common.folder_lock): a second trainer into the same --out
+    is refused at once."""
     dist_info = dist.dist_info_from_env()
-    check_run_inputs(cfg, dist_info.world_size)
-    try:
-        device = dist.resolve_device(cfg.device, dist_info)
-    except RuntimeError as e:
-        raise UserError(str(e)) from None
-    dist.init_process_group(dist_info, device)
-    try:
-        return _train(cfg, dist_info, device)
-    finally:
-        dist.shutdown()
+    with folder_lock(cfg.out) if dist_info.is_main else contextlib.nullcontext():
+        inputs = check_run_inputs(cfg, dist_info.world_size)
+        try:
+            device = dist.resolve_device(cfg.device, dist_info)
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
+        dist.init_process_group(dist_info, device)
+        try:
+            return _train(cfg, dist_info, device, inputs)
+        finally:
+            dist.shutdown()
 
 
-def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device) -> int:
+def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device, inputs: RunInputs) -> int:
     seed_everything(cfg.seed + dist_info.rank)
     set_torch_threads(cfg, device)
     if device.type == "cuda":                      # TF32 for whatever runs outside bf16 autocast
@@ -70,23 +75,25 @@ def _train(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.device) -> 
     dist.barrier()
     model = SiamMAE(cfg.model).to(device).train()
     loader_cfg = loader_config(cfg, dist_info, device)
-    loader = build_loader(loader_cfg)
-    per_rank_step = cfg.micro_batch(dist_info.world_size) * cfg.accum_steps
-    if loader.pairs_per_epoch < per_rank_step:
-        raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs "
-                        f"({loader.pairs_per_epoch} per process, {per_rank_step} per step)")
+    loader = build_loader(loader_cfg, inputs.data)
     steps_per_epoch = len(loader) // cfg.accum_steps
     state = _new_state(cfg, dist_info, model, steps_per_epoch, loader.bad_frames)
+    state.data = inputs.fingerprint
     source = resume_source(cfg)
-    if source is not None:
-        resume(source, cfg, dist_info, state)
+    made_with = resume(source, cfg, dist_info, state) if source is not None else None
     if dist_info.enabled:
         state.net = DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         state.net = torch.compile(state.net)
 
     stop = min(cfg.stop_at_step or state.schedule.total_steps, state.schedule.total_steps)
-    log = RunLog(cfg, state, steps_per_epoch, dist_info, described(loader_cfg)) if dist_info.is_main else None
+    log = None
+    if dist_info.is_main:
+        resolved = described(loader_cfg)
+        for line in start_summary(cfg, dist_info, state, steps_per_epoch, stop, loader.pairs_per_epoch, resolved,
+                                  str(device)):
+            info(line)
+        log = RunLog(cfg, state, run_config(cfg, state, steps_per_epoch, dist_info, resolved, made_with))
     window = StepWindow(device)
     try:
         while state.step < stop:

@@ -12,6 +12,7 @@ import click
 from model.config import DECODER_KINDS, ENCODER_KINDS, MODEL_NAMES, ModelConfig
 from model.train_config import TrainConfig
 from pipeline.config import DecoderConfig, PairSamplingConfig
+from siammae_common.cli_types import OneLineCommand
 from siammae_common.console import UserError
 
 FIELDS = {**{f.name: f for f in dataclasses.fields(TrainConfig)},      # one name per setting: the field's
@@ -19,7 +20,7 @@ FIELDS = {**{f.name: f for f in dataclasses.fields(TrainConfig)},      # one nam
           **{f.name: f for f in dataclasses.fields(PairSamplingConfig)},
           **{f.name: f for f in dataclasses.fields(DecoderConfig)}}
 # "auto" as the command line spells it (TrainConfig.from_options turns "auto" / 0 into the dataclasses' None)
-DEFAULTS: dict[str, object] = {"num_threads": 0, "parallel_source": "auto", "source_prefetch": 0}
+DEFAULTS: dict[str, object] = {"num_threads": 0, "parallel_source": "auto", "source_prefetch": 0, "py_num_workers": 0}
 
 
 def default(name: str) -> object:
@@ -61,7 +62,7 @@ def flag_names(message: str) -> str:
                   lambda m: "--" + m.group(0).replace("_", "-") if m.group(0) in options else m.group(0), message)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--shards", type=click.Path(path_type=Path), required=True,
               help="Shard folder made by tools/make_shards.py (holds manifest.json).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/siammae"), show_default=True,
@@ -111,15 +112,16 @@ def flag_names(message: str) -> str:
 @opt("--prefetch-queue-depth", "--prefetch", name="prefetch_queue_depth", type=int, help="Batches the DALI pipeline prepares ahead.")
 @opt("--parallel-source", name="parallel_source", type=click.Choice(["auto", "on", "off"]),
      help="Read the frames' bytes in DALI worker processes (auto: on with CUDA, off on a CPU).")
-@opt("--py-num-workers", name="py_num_workers", type=int, help="Worker processes of that parallel byte reader.")
+@opt("--py-num-workers", name="py_num_workers", type=int,
+     help="Worker processes of that parallel byte reader; 0: a quarter of the cores per process (1 to 8).")
 @opt("--source-prefetch", name="source_prefetch", type=int,
      help="Batches the byte reader's workers prepare ahead, apart from --prefetch-queue-depth; 0: 2 per worker.")
 @opt("--bad-frame-limit", name="bad_frame_limit", type=float,
      help="Largest fraction of an epoch's pairs that may be replaced because they read a bad frame "
           "(listed in OUT/bad_frames.jsonl); above it the run stops: the data is broadly damaged.")
 @opt("--torch-threads", name="torch_threads", type=int,
-     help="PyTorch CPU threads per process; 0: the cores per process minus --threads (half of them when "
-          "--threads is 0), at least 1.")
+     help="PyTorch intra-op threads per process; 0: on a CPU the cores per process minus --num-threads (half of "
+          "them when --num-threads is 0), at least 1; on a GPU PyTorch's own default.")
 @opt("--device", name="device", type=click.Choice(["auto", "cuda", "cpu"]),
      help="auto: cuda:LOCAL_RANK when a GPU is present, else cpu.")
 @opt("--seed", name="seed", type=int, help="Seed of data order, augmentation, masks and initialisation.")
@@ -129,13 +131,21 @@ def flag_names(message: str) -> str:
      help="Continue from OUT/checkpoints/latest.pt; starts a new run only if OUT holds no run yet.")
 @click.option("--resume-from", "resume_from", type=click.Path(path_type=Path), default=None,
               help="Continue from this checkpoint (latest.pt or any kept epoch_NNNN.pt) into OUT.")
+@opt("--resume-anyway/--no-resume-anyway", name="resume_anyway",
+     help="Resume although the shard set or an option that fixes the batches or the optimisation (seed, batch "
+          "size, epochs, sampling, lr, ...) differs from the checkpoint's; recorded in config.json's history.")
 @opt("--overwrite/--no-overwrite", name="overwrite",
      help="Start over in an OUT that holds a run, removing its checkpoints, logs and images.")
-@opt("--log-every", name="log_every", type=int, help="Steps between metrics.jsonl / TensorBoard rows.")
+@opt("--allow-incomplete/--no-allow-incomplete", name="allow_incomplete",
+     help="Train on a shard folder whose manifest make_shards has not marked complete (the shards it lists).")
+@opt("--log-every", name="log_every", type=int,
+     help="Steps between metrics.jsonl / TensorBoard rows and progress updates (a plain line each when stderr "
+          "is not a terminal, as in a batch job's log).")
 @opt("--save-every", name="save_every", type=int,
      help="Epochs between kept checkpoints (checkpoints/epoch_NNNN.pt).")
 @opt("--latest-every", name="latest_every", type=int,
-     help="Steps between updates of checkpoints/latest.pt (also at every epoch end).")
+     help="Steps between updates of checkpoints/latest.pt; it is also written with every kept checkpoint "
+          "(--save-every) and at the last step.")
 @opt("--recon-every", name="recon_every", type=int, help="Steps between reconstruction images (recon/).")
 def main(**options: object) -> None:
     """Pretrain SiamMAE on frame pairs from clip shards.
@@ -146,6 +156,7 @@ def main(**options: object) -> None:
     """
     from model.checkpoint import CheckpointError  # imported late: --help stays fast
     from model.train import NonFiniteLossError, train
+    from model.train_checkpoint import CheckpointSaveError
     from pipeline.frame_index import ShardError
 
     try:
@@ -154,7 +165,7 @@ def main(**options: object) -> None:
         raise UserError(flag_names(str(e))) from None
     try:
         train(cfg)
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, CheckpointSaveError) as e:        # the run, not the input: exit 1
         raise click.ClickException(str(e)) from None
     except (ShardError, FileNotFoundError, CheckpointError) as e:   # data or files: one line, exit 2
         raise UserError(str(e)) from None

@@ -12,13 +12,27 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from model.config import ModelConfig, model_config
+from model.run_fingerprint import shard_fingerprint
 from pipeline.config import DecoderConfig, LoaderKind, PairSamplingConfig
-from pipeline.shard_format import MANIFEST_NAME
+from pipeline.manifest_checks import ShardSetError, check_manifest
+from pipeline.shard_format import MANIFEST_NAME, Manifest, ShardError
 from pipeline.shard_reader import read_manifest
 from siammae_common.console import UserError
+from siammae_common.folder_lock import writer_of
+
+if TYPE_CHECKING:
+    from pipeline.dataset import ShardDataset
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What check_run_inputs found: the shard folder, opened, and its fingerprint (model.run_fingerprint)."""
+
+    data: ShardDataset
+    fingerprint: dict[str, Any]
+
 
 DeviceChoice = Literal["auto", "cuda", "cpu"]
 ParallelSourceChoice = Literal["auto", "on", "off"]
@@ -34,7 +48,7 @@ _PARALLEL = {"auto": None, "on": True, "off": False}
 
 
 def _default_dali() -> DecoderConfig:
-    return DecoderConfig(num_threads=0)           # 0: the cores per process minus the trainer's
+    return DecoderConfig(num_threads=0, py_num_workers=0)      # 0: from the cores per process
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,8 @@ class TrainConfig:
     resume: bool = False
     resume_from: Path | None = None           # a kept checkpoint to continue from (any of latest / epoch_*)
     overwrite: bool = False                   # start over in an --out that holds a run (its files are removed)
+    resume_anyway: bool = False               # resume although the data or run-defining options changed (logged)
+    allow_incomplete: bool = False            # train on a shard folder make_shards has not finished
     log_every: int = 20
     save_every: int = 20                      # epochs between kept checkpoints
     latest_every: int = 500                   # steps between updates of checkpoints/latest.pt
@@ -156,35 +172,48 @@ class TrainConfig:
         return self.out / "checkpoints" / "latest.pt"
 
 
-def check_run_inputs(cfg: TrainConfig, world_size: int) -> None:
+def check_run_inputs(cfg: TrainConfig, world_size: int) -> RunInputs:
     """What a config alone cannot know: the shard folder, the batch split over this many processes, and the
-    run folder's rules. Raises a one-line UserError before anything is loaded."""
+    run folder's rules. Raises a one-line UserError before anything is loaded. Returns the shard folder,
+    opened (manifest and frame tables, read once per process: the loader takes it from here), and its
+    fingerprint (model.run_fingerprint)."""
     from model.run_folder import check_run_folder
+    from pipeline.dataset import ShardDataset
+    from pipeline.sampling import EpochTooShort, epoch_batches, pairs_per_rank
 
-    clips = _checked_manifest(cfg)
+    manifest = _checked_manifest(cfg)
+    try:
+        data = ShardDataset.open(cfg.shards, manifest=manifest)
+    except ShardError as e:
+        raise UserError(str(e)) from None
     per_step = world_size * cfg.accum_steps
     if cfg.batch_size % per_step:
         raise UserError(f"--batch-size {cfg.batch_size} is not divisible by world size {world_size} x "
                         f"--accum-steps {cfg.accum_steps} = {per_step}")
-    epoch_pairs = math.ceil(clips / world_size) * cfg.sampling.pairs_per_clip * world_size
-    if cfg.batch_size > epoch_pairs:
-        raise UserError(f"--batch-size {cfg.batch_size}: larger than one epoch of pairs ({epoch_pairs}: {clips} "
-                        f"clips x --pairs-per-clip {cfg.sampling.pairs_per_clip}), so every step would repeat "
-                        f"pairs; use at most {epoch_pairs}")
+    try:        # the loader's own check, on the numbers every rank will have
+        epoch_batches(pairs_per_rank(len(data), world_size, cfg.sampling.pairs_per_clip),
+                      cfg.micro_batch(world_size), cfg.accum_steps)
+    except EpochTooShort as e:
+        raise UserError(f"--batch-size {cfg.batch_size}: {e}; every step would repeat pairs") from None
     check_run_folder(cfg)
+    return RunInputs(data, shard_fingerprint(manifest, cfg.shards))
 
 
-def _checked_manifest(cfg: TrainConfig) -> int:
-    """The number of clips the shard folder's manifest lists; one clear line if it is missing or invalid."""
+def _checked_manifest(cfg: TrainConfig) -> Manifest:
+    """The shard folder's manifest, read and checked once (shard_reader.read_manifest: valid, every shard
+    listed once; pipeline.manifest_checks: finished, unless --allow-incomplete); one line saying what to
+    run when it is not."""
     if not cfg.shards.is_dir():
         raise UserError(f"--shards {cfg.shards}: no such directory")
     path = cfg.shards / MANIFEST_NAME
     if not path.is_file():
-        raise UserError(f"--shards {cfg.shards}: no {MANIFEST_NAME} (make the shards with tools/make_shards.py)")
+        parts = sorted(p.name for p in cfg.shards.glob("manifest-part*-of-*.json"))
+        hint = (f"it holds {parts[0]} ...: once every part is complete, run python tools/make_shards.py --merge "
+                f"{cfg.shards}" if parts else "make the shards with tools/make_shards.py")
+        raise UserError(f"--shards {cfg.shards}: no {MANIFEST_NAME} ({hint})")
     try:
-        clips = read_manifest(path).clips
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:   # not JSON, fields missing or mistyped
-        raise UserError(f"{path}: not a valid shard manifest ({type(e).__name__}: {e})") from None
-    if clips < 1:
-        raise UserError(f"{path}: the manifest lists no clips")
-    return clips
+        manifest = read_manifest(path)
+        check_manifest(manifest, cfg.shards, allow_incomplete=cfg.allow_incomplete, writer=writer_of(cfg.shards))
+    except (ShardError, ShardSetError) as e:
+        raise UserError(str(e)) from None
+    return manifest

@@ -37,6 +37,16 @@ def torch_threads(cfg: TrainConfig, device: torch.device) -> int:
     return torch.get_num_threads()
 
 
+def source_workers(cfg: TrainConfig) -> int:
+    """Processes of DALI's parallel byte reader: --py-num-workers, else a quarter of the cores per process
+    (at least 1, at most 8). One worker reads, checks and assembles tens of thousands of pairs/s
+    (benchmarks/README.md, the `source` row), so 16 cores per GPU give 4 workers: several times what one
+    GPU decodes, leaving 11 cores to DALI's threads."""
+    if cfg.dali.py_num_workers > 0:
+        return cfg.dali.py_num_workers
+    return min(8, max(1, cores_per_process() // 4))
+
+
 def decoder_threads(cfg: TrainConfig, device: torch.device) -> int:
     """DALI's threads: --num-threads, else the cores per process minus the trainer's own: on a GPU one
     core for the training loop's Python thread (and one per parallel-source worker), on a CPU the cores
@@ -45,7 +55,7 @@ def decoder_threads(cfg: TrainConfig, device: torch.device) -> int:
         return cfg.dali.num_threads
     cores = cores_per_process()
     if device.type == "cuda":
-        workers = cfg.dali.py_num_workers if cfg.dali.parallel_source is not False else 0
+        workers = source_workers(cfg) if cfg.dali.parallel_source is not False else 0
         return max(1, cores - 1 - workers)
     return max(1, cores - torch_threads(cfg, device))
 
@@ -60,23 +70,26 @@ def loader_config(cfg: TrainConfig, dist_info: dist.DistInfo, device: torch.devi
     """This rank's loader settings, every DALI knob resolved (what config.json records)."""
     return LoaderConfig(shards=cfg.shards, batch_size=cfg.micro_batch(dist_info.world_size),
                         sampling=cfg.sampling,
-                        decoder=replace(cfg.dali, num_threads=decoder_threads(cfg, device)), kind=cfg.loader,
+                        decoder=replace(cfg.dali, num_threads=decoder_threads(cfg, device),
+                                        py_num_workers=source_workers(cfg)), kind=cfg.loader,
                         device="cuda" if device.type == "cuda" else "cpu", dtype="float32",
                         seed=cfg.seed, rank=dist_info.rank, world_size=dist_info.world_size,
                         num_workers=cfg.num_workers, bad_frame_limit=cfg.bad_frame_limit,
                         bad_frame_log=cfg.out / "bad_frames.jsonl", batches_per_step=cfg.accum_steps)
 
 
-def build_loader(cfg: LoaderConfig) -> Any:
-    """This rank's PairLoader: micro-batches of (f1, f2) [b, 3, S, S], order fixed by (seed, epoch, rank)."""
+def build_loader(cfg: LoaderConfig, data: Any = None) -> Any:
+    """This rank's PairLoader over `data` (the shard folder check_run_inputs opened; else cfg.shards):
+    micro-batches of (f1, f2) [b, 3, S, S], order fixed by (seed, epoch, rank)."""
     from pipeline.frame_index import ShardError
     from pipeline.loader import build_pair_loader
+    from pipeline.sampling import EpochTooShort
 
     try:
-        return build_pair_loader(cfg)
+        return build_pair_loader(cfg, data)
     except ShardError as e:
-        raise UserError(f"--shards {cfg.shards}: {e}") from None
-    except ValueError as e:                        # e.g. an epoch shorter than one step
+        raise UserError(str(e)) from None
+    except EpochTooShort as e:
         raise UserError(f"--batch-size / --accum-steps: {e}") from None
 
 

@@ -1,5 +1,6 @@
 """What a training run writes besides checkpoints (rank 0 only): config.json, metrics.jsonl,
-TensorBoard events, reconstruction PNGs and the progress bar; and what every row measures (StepWindow).
+TensorBoard events, reconstruction PNGs, the start summary and the progress (a bar on a terminal, one
+plain line per logged step in a log file); and what every row measures (StepWindow).
 
 The input-bound share: `data_wait_s` is the time a step spent waiting for the loader to hand over its
 micro-batches (`next()` on the loader, measured on the host), `data_wait_frac` that time as a fraction
@@ -98,26 +99,45 @@ class StepWindow:
                 f"in {self.total_time:.1f} s of training (data_wait_frac in metrics.jsonl, per logged row)")
 
 
+def run_config(cfg: TrainConfig, state: TrainState, steps_per_epoch: int, dist_info: DistInfo,
+               loader: dict[str, Any], made_with: dict[str, Any] | None) -> dict[str, Any]:
+    """config.json: a new run's settings, shard fingerprint and loader. A resumed run keeps the file its
+    start wrote (or, where that is lost, the settings `made_with` of the checkpoint it resumed from), so
+    it never claims options that did not make the weights; its "history" lists every resume, with what
+    changed."""
+    path = Path(cfg.out) / "config.json"
+    kept = _read_config(path) if made_with is not None else None
+    if kept is None:
+        kept = {"train": made_with or cfg.to_dict(), "data": state.data, "schedule": vars(state.schedule),
+                "steps_per_epoch": steps_per_epoch, "world_size": dist_info.world_size,
+                "micro_batch_per_rank": cfg.micro_batch(dist_info.world_size), "torch": torch.__version__,
+                "loader": loader}
+    return {"data": state.data, **kept, "history": state.history}     # a run from before fingerprints: adopted
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) and isinstance(config.get("train"), dict) else None
+
+
 class RunLog:
-    def __init__(self, cfg: TrainConfig, state: TrainState, steps_per_epoch: int, dist_info: DistInfo,
-                 loader: dict[str, Any]) -> None:
+    def __init__(self, cfg: TrainConfig, state: TrainState, config: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is slow to import
 
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         schedule, start_step = state.schedule, state.step
-        config = {"train": cfg.to_dict(), "schedule": vars(schedule),
-                  "steps_per_epoch": steps_per_epoch, "world_size": dist_info.world_size,
-                  "micro_batch_per_rank": cfg.micro_batch(dist_info.world_size), "torch": torch.__version__,
-                  "loader": loader}
         write_text_atomic(self.out / "config.json", json.dumps(config, indent=1) + "\n")
         metrics = self.out / "metrics.jsonl"
         _drop_rows_after(metrics, start_step)           # rows a resumed-from-earlier run will write again
         self.metrics = metrics.open("a")
         self.tb = SummaryWriter(str(self.out / "tb"), purge_step=start_step or None)
         stop = schedule.total_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, schedule.total_steps)
-        self.bar = progress(total=stop, desc="train", unit="step")
-        self.bar.update(start_step)
+        # a terminal gets a bar; a log file one plain line per logged step (seconds=0: every update)
+        self.bar = progress(total=stop, desc="train", unit="step", initial=start_step, seconds=0, rate=False)
 
     def scalars(self, step: int, epoch: float, lr: float, stats: WindowStats) -> None:
         """One logged step: metrics.jsonl, TensorBoard and the progress bar."""
@@ -129,9 +149,10 @@ class RunLog:
         self.metrics.flush()
         for name in ("loss", "lr", "pairs_per_s", "step_time_s", "data_wait_s", "data_wait_frac"):
             self.tb.add_scalar(f"train/{name}", row[name], step)
+        self.bar.set_postfix_str(f"epoch {epoch:.2f} | loss {stats.loss:.4f} | lr {lr:.2e} | "
+                                 f"{stats.pairs_per_s:,.0f} pairs/s | input-bound {stats.data_wait_frac:.0%}",
+                                 refresh=False)
         self.bar.update(step - self.bar.n)
-        self.bar.set_postfix(loss=f"{stats.loss:.4f}", pairs_s=f"{stats.pairs_per_s:.0f}",
-                             data_wait=f"{stats.data_wait_frac:.0%}", refresh=False)
 
     def image(self, step: int, grid: np.ndarray) -> None:
         """A reconstruction figure (f1 | masked f2 | prediction | f2) as PNG and in TensorBoard."""

@@ -3,7 +3,7 @@ the logger and the checkpoint code (as MAE's engine gets its model, optimizer an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,6 +26,8 @@ class TrainState:
     step: int = 0                  # optimizer steps done
     # index of the first step whose loss was not finite, -1 if none; kept on the device (no host sync)
     first_bad_step: torch.Tensor | None = None
+    data: dict[str, Any] = field(default_factory=dict)         # the shard set's fingerprint (model.run_fingerprint)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the run's resumes, as config.json lists them
 
     @property
     def device(self) -> torch.device:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pipeline.frame_index import FrameIndex, ShardError
 from pipeline.jpeg_check import jpeg_problem
@@ -39,7 +42,7 @@ class BadFrame:
     @classmethod
     def at(cls, index: FrameIndex, clip: int, frame: int, error: str) -> BadFrame:
         """Frame `frame` of clip number `clip` of `index`."""
-        return cls(index.keys[clip], int(frame), str(index.tars[int(index.shard[clip])]), error)
+        return cls(index.key(clip), int(frame), str(index.tars[int(index.clips.shard[clip])]), error)
 
     def to_json(self) -> dict[str, Any]:
         """The fields of a bad_frames.jsonl line."""
@@ -63,34 +66,45 @@ def frame_code(clip: int, frame: int) -> int:
     return clip << 32 | frame
 
 
+def crc_problem(data: bytes, crc: int) -> str | None:
+    """Why a frame's bytes are not those its shard was written with (None if they are): the CRC-32 differs,
+    and what the JPEG check sees of the damage."""
+    got = zlib.crc32(data)
+    if got == int(crc):
+        return None
+    seen = jpeg_problem(data)
+    return (f"bytes changed since the shard was written (CRC-32 {got:08x}, the frame table says "
+            f"{int(crc):08x}){': ' + seen if seen else ''}")
+
+
 class FrameChecker:
-    """What both loaders check on every frame's bytes before decoding: that a decoder has not already
-    failed on the frame, and `jpeg_problem`. Picklable (runs in DALI and DataLoader workers)."""
+    """What both loaders check on every frame before decoding it: that its bytes are those the shard was
+    written with (CRC-32 against the frame table: a frame truncated, overwritten or with flipped bits since
+    costs one pair), and that it is not known bad: found bad by the JPEG check when the table was written,
+    or by a decoder since (`known_bad`). Picklable (runs in DALI and DataLoader workers)."""
 
     def __init__(self, index: FrameIndex, known_bad: dict[int, str] | None = None) -> None:
         self.index = index
-        self.known_bad = dict(known_bad or {})       # frame_code -> why a decoder failed on it
-        self._sizes = list(zip(index.height.tolist(), index.width.tolist()))   # per clip (H, W)
+        self.known_bad = dict(known_bad or {})       # frame_code -> why it is bad
+        self._codes = np.array(sorted(self.known_bad), dtype=np.int64)
 
-    def problems(self, clip: int, frames: tuple[int, ...], data: list[bytes]) -> list[BadFrame]:
-        """The bad frames among `frames` of `clip`, whose bytes are `data`."""
-        height, width = self._sizes[clip]
+    def problems(self, clip: int, frames: tuple[int, ...], data: list[bytes], crc: np.ndarray) -> list[BadFrame]:
+        """The bad frames among `frames` of `clip`, whose bytes are `data` and table CRCs `crc`."""
         out = []
-        for frame, jpeg in zip(frames, data):
-            error = self.known_bad.get(frame_code(clip, frame)) or jpeg_problem(jpeg, height, width)
+        for frame, jpeg, want in zip(frames, data, crc.tolist()):
+            error = self.known_bad.get(frame_code(clip, frame)) or crc_problem(jpeg, want)
             if error:
                 out.append(BadFrame.at(self.index, clip, frame, error))
         return out
 
-    def all_good(self, clips: list[int], i: list[int], j: list[int], f1: list[bytes], f2: list[bytes]) -> bool:
-        """The hot path's check of a batch of pairs: nothing decoded, nothing allocated."""
-        sizes, known = self._sizes, self.known_bad
-        for clip, fi, fj, a, b in zip(clips, i, j, f1, f2):
-            height, width = sizes[clip]
-            if jpeg_problem(a, height, width) or jpeg_problem(b, height, width):
-                return False
-            if known and (frame_code(clip, fi) in known or frame_code(clip, fj) in known):
-                return False
+    def all_good(self, clips: np.ndarray, frames: np.ndarray, data: list[bytes], crc: np.ndarray) -> bool:
+        """The hot path's check of a batch of frames ([N] each): one CRC-32 per frame, compared at once."""
+        got = np.fromiter(map(zlib.crc32, data), dtype=np.uint32, count=len(data))
+        if not np.array_equal(got, crc):
+            return False
+        if self._codes.size:
+            codes = np.asarray(clips, np.int64) << 32 | np.asarray(frames, np.int64)
+            return not np.isin(codes, self._codes).any()
         return True
 
 
@@ -135,9 +149,12 @@ class BadFrameLedger:
 
     def known_codes(self, index: FrameIndex) -> dict[int, str]:
         """Known bad frames of `index` as {clip << 32 | frame: error}, the form the byte source looks up."""
-        clip_of = {k: c for c, k in enumerate(index.keys)}
-        return {frame_code(clip_of[key], frame): bad.error for (key, frame), bad in self.known.items()
-                if key in clip_of}
+        out = {}
+        for (key, frame), bad in self.known.items():
+            clip = index.clip_of(bad.shard, key)
+            if clip is not None:
+                out[frame_code(clip, frame)] = bad.error
+        return out
 
     def learn(self, frames: Iterable[BadFrame]) -> int:
         """Add frames found bad by a decoder; returns how many were new."""

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 LoaderKind = Literal["dali", "wds"]
 OutputDType = Literal["float32", "float16", "bfloat16", "uint8"]
+
+
+@dataclass(frozen=True)
+class PlanKey:
+    """Where a loader stands: the run's seed, the epoch, this rank and the number of ranks. A plan depends
+    on nothing else (besides the clips and the sampling settings)."""
+
+    seed: int = 0
+    epoch: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
+
+    def at(self, epoch: int) -> PlanKey:
+        """The same place in another epoch."""
+        return replace(self, epoch=epoch)
 
 
 @dataclass(frozen=True)
@@ -43,7 +62,8 @@ class DecoderConfig:
     prefetch_queue_depth: int = 2        # batches the pipeline works on ahead of the consumer
     num_threads: int = 2                 # decoder / augmentation threads; 0 = auto (siammae-train resolves it
                                          # to the cores per process; a loader needs a number)
-    py_num_workers: int = 1              # processes of DALI's parallel external source
+    py_num_workers: int = 1              # processes of DALI's parallel external source (the byte reader);
+                                         # 0 = auto (siammae-train: a quarter of the cores per process)
     # DALI's parallel external source (worker processes) for the byte reader; None = auto: on for
     # cuda (keeps the main thread free), off on a CPU, where 2 cores measured faster without it.
     parallel_source: bool | None = None
@@ -52,7 +72,7 @@ class DecoderConfig:
     source_prefetch: int | None = None
 
     def __post_init__(self) -> None:
-        at_least = {"num_threads": 0, "prefetch_queue_depth": 1, "py_num_workers": 1}
+        at_least = {"num_threads": 0, "prefetch_queue_depth": 1, "py_num_workers": 0}
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} {getattr(self, name)}: must be at least {low}")
@@ -86,7 +106,9 @@ class LoaderConfig:
     num_workers: int = 2                  # wds fallback: DataLoader workers
     debug_indices: bool = False           # also return (clip key, i, j) per pair
     normalize_on: Literal["auto", "dali", "torch"] = "auto"  # auto: in DALI (see normalize_in_torch)
-    source: Literal["index", "reader"] = "index"  # dali: pread two frames, or fn.readers.webdataset
+    # how DALI starts the parallel source's workers; auto: spawn with CUDA (a process that has touched
+    # CUDA must never fork), else fork (cheapest). The workers receive the shard folder's path either way.
+    py_start_method: Literal["auto", "fork", "spawn"] = "auto"
     bad_frame_limit: float = 0.001        # largest fraction of an epoch's pairs replaced for a bad frame
     bad_frame_log: Path | None = None     # bad_frames.jsonl: one JSON line per bad frame met
     # an epoch is cut to a whole number of this many batches (the trainer's accumulation steps): the
@@ -104,6 +126,20 @@ class LoaderConfig:
             raise ValueError(f"batches_per_step must be >= 1, got {self.batches_per_step}")
         if self.decoder.num_threads < 1:       # 0 (auto) is the trainer's to resolve
             raise ValueError(f"num_threads {self.decoder.num_threads}: a loader needs at least 1 DALI thread")
+        if self.decoder.py_num_workers < 1:
+            raise ValueError(f"py_num_workers {self.decoder.py_num_workers}: a loader needs at least 1 worker")
+
+    @property
+    def plan_key(self) -> PlanKey:
+        """This rank's place at epoch 0 (see pipeline.sampling)."""
+        return PlanKey(self.seed, 0, self.rank, self.world_size)
+
+    @property
+    def source_start(self) -> str:
+        """How the parallel source's workers start (resolves py_start_method's auto)."""
+        if self.py_start_method == "auto":
+            return "spawn" if self.device == "cuda" else "fork"
+        return self.py_start_method
 
     @property
     def parallel_source(self) -> bool:

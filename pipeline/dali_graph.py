@@ -1,9 +1,9 @@
 """The DALI graph that turns two JPEGs plus one crop window and flip into a normalised pair.
 
 The graph is the same on a CPU and a GPU: only the decoder's device ("cpu" or "mixed") changes.
-Its inputs come from an external source that yields, per batch, the f1 and f2 JPEG bytes and one
-int32 meta array per pair (`dali_source.pair_meta`: crop anchor and shape in pixels, x-y order, the
-flip flag, then what the loader reports); the benchmark's ceiling feeds the very same graph from memory.
+Its inputs come from an external source that yields, per batch, the f1 and f2 JPEGs as padded rows and
+one int32 meta array per pair (`dali_source.pair_meta`: crop anchor and shape in pixels, x-y order, the
+flip flag, what the loader reports, and the two JPEGs' lengths, to which the graph cuts the rows).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from nvidia.dali import fn, pipeline_def, types
 
 from pipeline.config import DecoderConfig, PairSamplingConfig
 from siammae_common.constants import IMAGENET_MEAN, IMAGENET_STD
+from siammae_common.process_tree import DieWithParentPickler, forks_die_with_this_process
 
-# Source outputs, in order: f1 bytes, f2 bytes, meta [B, 9] int32 (x, y, w, h, flip, clip, i, j, replaced).
+# Source outputs, in order: f1 rows [B, L] uint8, f2 rows, meta [B, 11] int32 (x, y, w, h, flip, clip, i, j,
+# replaced, f1 length, f2 length).
 SOURCE_OUTPUTS = 3
 
 
@@ -70,12 +72,13 @@ def augment(img: Any, flip: Any, spec: GraphSpec) -> Any:
 
 
 def pair_graph(source: Callable[..., Any], spec: GraphSpec, *, parallel: bool) -> tuple[Any, ...]:
-    """The graph body: (f1 [B,3,S,S], f2 [B,3,S,S], meta [B,9] int32) from a batch-mode source."""
+    """The graph body: (f1 [B,3,S,S], f2 [B,3,S,S], meta [B,11] int32) from a batch-mode source."""
     extra: dict[str, Any] = {}
     if parallel:      # the workers' own queue: how many batches they prepare ahead of the pipeline
         extra = {"prefetch_queue_depth": spec.decoder.source_queue_depth, "bytes_per_sample_hint": 64 << 10}
-    f1, f2, meta = fn.external_source(source, num_outputs=SOURCE_OUTPUTS, batch=True, batch_info=True,
-                                      parallel=parallel, **extra)
+    rows1, rows2, meta = fn.external_source(source, num_outputs=SOURCE_OUTPUTS, batch=True, batch_info=True,
+                                            parallel=parallel, **extra)
+    f1, f2 = rows1[0:meta[9]], rows2[0:meta[10]]            # each padded row cut to its JPEG
     anchor, shape, flip = meta[0:2], meta[2:4], meta[4]
     d1 = decode_frame(f1, anchor, shape, spec)
     d2 = decode_frame(f2, anchor, shape, spec)
@@ -93,8 +96,12 @@ def build_pipeline(source: Callable[..., Any], spec: GraphSpec, batch_size: int,
         return pair_graph(source, spec, parallel=parallel)
 
     kwargs: dict[str, Any] = {}
-    if parallel:
+    if parallel:      # the source's worker processes die with this one (siammae_common.process_tree)
         kwargs = {"py_num_workers": spec.decoder.py_num_workers, "py_start_method": py_start_method}
+        if py_start_method == "fork":
+            forks_die_with_this_process()
+        else:
+            kwargs["py_callback_pickler"] = DieWithParentPickler()
     pipe = _pipe(batch_size=batch_size, num_threads=spec.decoder.num_threads, device_id=device_id,
                  seed=seed, prefetch_queue_depth=spec.decoder.prefetch_queue_depth,
                  exec_dynamic=True, **kwargs)

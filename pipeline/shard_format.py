@@ -10,8 +10,10 @@ One WebDataset sample = one clip, stored as these tar members, in this order:
 
 Version 1 shards (no `.pts`) still load: `Clip.pts` is then None.
 
-Beside every `<name>-NNNNNN.tar` lies `<name>-NNNNNN.idx`, a DALI index (v1.2), and the folder holds
-`manifest.json` (see `Manifest`). Keys contain no dots (DALI and WebDataset split names at the first dot).
+Beside every `<name>-NNNNNN.tar` lie `<name>-NNNNNN.idx`, a DALI index (v1.2), `<name>-NNNNNN.frametable`,
+the frame table the loaders open (pipeline/frame_table.py), and, when some of its clips printed decoder
+messages, `<name>-NNNNNN.warnings.jsonl` (one `ClipWarnings` per line). The folder holds `manifest.json`
+(see `Manifest`). Keys contain no dots (DALI and WebDataset split names at the first dot).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ META_EXT = "json"
 EXTENSIONS = (FRAMES_EXT, OFFSETS_EXT, PTS_EXT, META_EXT)   # member order inside a sample
 REQUIRED_EXTENSIONS = (FRAMES_EXT, OFFSETS_EXT, META_EXT)   # every version has these
 MANIFEST_NAME = "manifest.json"
+FRAME_TABLE_SUFFIX = ".frametable"
+WARNINGS_SUFFIX = ".warnings.jsonl"
 OFFSETS_DTYPE = np.dtype("<u4")
 PTS_DTYPE = np.dtype("<f8")
 DALI_INDEX_VERSION = "v1.2"
@@ -62,6 +66,20 @@ def index_path_for(tar_path: str | os.PathLike) -> Path:
     return Path(tar_path).with_suffix(".idx")
 
 
+def frame_table_path_for(tar_path: str | os.PathLike) -> Path:
+    """`x/name-000003.tar` -> `x/name-000003.frametable`."""
+    return Path(tar_path).with_suffix(FRAME_TABLE_SUFFIX)
+
+
+def warnings_path_for(tar_path: str | os.PathLike) -> Path:
+    """`x/name-000003.tar` -> `x/name-000003.warnings.jsonl` (the shard's clips with decoder messages)."""
+    return Path(tar_path).with_suffix(WARNINGS_SUFFIX)
+
+
+class ShardError(ValueError):
+    """A shard folder that cannot be read as its manifest says (missing, truncated, inconsistent)."""
+
+
 
 # ----------------------------------------------------------------------------------------------- manifest
 
@@ -74,6 +92,7 @@ class ShardInfo:
     clips: int
     frames: int
     bytes: int
+    warned: int = 0                # clips of this shard with decoder messages (in its .warnings.jsonl)
 
 
 @dataclass(frozen=True)
@@ -93,10 +112,20 @@ class ClipWarnings:
     count: int
     first: tuple[str, ...]
 
+    def to_json(self) -> dict[str, Any]:
+        """One line of a shard's .warnings.jsonl (the entry the manifest held before)."""
+        return {"source": self.source, "key": self.key, "warnings": {"count": self.count, "first": list(self.first)}}
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> ClipWarnings:
+        return cls(row["source"], row["key"], int(row["warnings"]["count"]), tuple(row["warnings"]["first"]))
+
 
 @dataclass
 class Manifest:
-    """`manifest.json`: what a shard folder holds and how it was made."""
+    """`manifest.json`: what a shard folder holds and how it was made. Decoder messages of kept clips live
+    beside each shard (`warnings_path_for`); `warnings` holds only those a manifest written before that
+    listed inline, kept as they were."""
 
     name: str
     options: dict[str, Any]
@@ -115,6 +144,10 @@ class Manifest:
     def frames(self) -> int:
         return sum(s.frames for s in self.shards)
 
+    @property
+    def clips_with_warnings(self) -> int:
+        return sum(s.warned for s in self.shards) + len(self.warnings)
+
     def to_json(self, root: Path) -> dict[str, Any]:
         """The manifest as written: shard paths relative to `root` (the shard folder)."""
         def rel(p: Path) -> str:
@@ -124,12 +157,11 @@ class Manifest:
             "complete": self.complete, "options": self.options, "classes": self.classes,
             "totals": {"shards": len(self.shards), "clips": self.clips, "frames": self.frames,
                        "bytes": sum(s.bytes for s in self.shards), "failures": len(self.failures),
-                       "clips_with_warnings": len(self.warnings)},
+                       "clips_with_warnings": self.clips_with_warnings},
             "shards": [{"tar": rel(s.tar), "index": rel(s.index), "clips": s.clips, "frames": s.frames,
-                        "bytes": s.bytes} for s in self.shards],
+                        "bytes": s.bytes, "clips_with_warnings": s.warned} for s in self.shards],
             "failures": [asdict(f) for f in self.failures],
-            "clip_warnings": [{"source": w.source, "key": w.key,
-                               "warnings": {"count": w.count, "first": list(w.first)}} for w in self.warnings],
+            **({"clip_warnings": [w.to_json() for w in self.warnings]} if self.warnings else {}),
         }
 
     @classmethod
@@ -140,9 +172,8 @@ class Manifest:
             raise ValueError(f"{root}: manifest format version {data.get('format_version')}, "
                              f"this code reads versions {', '.join(map(str, READABLE_VERSIONS))}")
         shards = [ShardInfo(root / s["tar"], root / s["index"], int(s["clips"]), int(s["frames"]),
-                            int(s["bytes"])) for s in data["shards"]]
-        warnings = [ClipWarnings(w["source"], w["key"], int(w["warnings"]["count"]), tuple(w["warnings"]["first"]))
-                    for w in data.get("clip_warnings", [])]
+                            int(s["bytes"]), int(s.get("clips_with_warnings", 0))) for s in data["shards"]]
+        warnings = [ClipWarnings.from_json(w) for w in data.get("clip_warnings", [])]
         return cls(name=data["name"], options=data["options"], shards=shards,
                    failures=[Failure(**f) for f in data["failures"]], warnings=warnings,
                    classes=list(data.get("classes", [])), complete=bool(data["complete"]),

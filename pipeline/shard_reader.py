@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.manifest_checks import duplicated_shard
 from pipeline.shard_format import (
     DALI_INDEX_VERSION,
     EXTENSIONS,
@@ -24,9 +25,12 @@ from pipeline.shard_format import (
     PTS_DTYPE,
     PTS_EXT,
     REQUIRED_EXTENSIONS,
+    ClipWarnings,
     Manifest,
+    ShardError,
     ShardInfo,
     split_member_name,
+    warnings_path_for,
 )
 
 
@@ -155,15 +159,36 @@ def read_index_keys(idx_path: str | os.PathLike) -> list[str]:
 
 
 def read_manifest(root: str | os.PathLike) -> Manifest:
-    """Read `root/manifest.json` (or a manifest file given directly)."""
+    """Read and validate `root/manifest.json` (or a manifest file given directly): the one check of a
+    manifest. Raises ShardError with one line naming the folder or file and the problem."""
     path = Path(root)
     if path.is_dir():
         path = path / MANIFEST_NAME
+    elif path.suffix != ".json":
+        raise ShardError(f"{path}: no such directory")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no shard manifest (run tools/make_shards.py first)")
-    return Manifest.from_json(json.loads(path.read_text()), path.parent)
+        raise ShardError(f"{path.parent}: no {path.name} (make the shards with tools/make_shards.py)")
+    try:
+        manifest = Manifest.from_json(json.loads(path.read_text()), path.parent)
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:   # not JSON, fields missing or mistyped
+        raise ShardError(f"{path}: not a valid shard manifest ({type(exc).__name__}: {exc})") from None
+    twice = duplicated_shard(manifest, path.parent)
+    if twice is not None:
+        raise ShardError(twice)
+    return manifest
 
 
 def list_shards(root: str | os.PathLike) -> list[ShardInfo]:
     """The shards of a folder, in manifest order (tar path, index path, clips, frames, bytes)."""
     return read_manifest(root).shards
+
+
+def read_clip_warnings(manifest: Manifest) -> list[ClipWarnings]:
+    """Every kept clip whose decoding printed messages: the shards' .warnings.jsonl files, then what an
+    older manifest listed inline."""
+    out: list[ClipWarnings] = []
+    for shard in manifest.shards:
+        path = warnings_path_for(shard.tar)
+        if shard.warned and path.is_file():
+            out += [ClipWarnings.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+    return out + list(manifest.warnings)

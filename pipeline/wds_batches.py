@@ -1,8 +1,8 @@
 """The worker side of the fallback loader: one whole batch per call, from its global batch number.
 
-For global batch g it takes the same plan positions as the DALI loader's byte source (`IndexedPairSource`:
+For global batch g it takes the same plan positions as the DALI loader's byte source (`PairSource`:
 same plan, same epoch cut, same ranks), `pread`s exactly the two JPEGs of each pair through the frame
-index, checks their bytes, decodes them with Pillow, applies the plan's crop and flip with the DALI
+index, checks them (CRC-32, known bad frames), decodes them with Pillow, applies the plan's crop and flip with the DALI
 graph's resize (`pil_ops`), and writes the pair into the batch's uint8 tensors. A pair that reads a bad frame (the byte check, or Pillow's decoder)
 is replaced by the first good candidate of `bad_frames.replace_pair`: the pair the DALI loader picks.
 """
@@ -18,9 +18,9 @@ import torch
 from PIL.Image import Image
 
 from pipeline.bad_frames import BadFrame, Replacement, replace_pair
-from pipeline.config import LoaderConfig
-from pipeline.dali_source import IndexedPairSource
-from pipeline.frame_index import FrameIndex, ShardError
+from pipeline.config import PairSamplingConfig
+from pipeline.dali_source import PairSource
+from pipeline.frame_index import ShardError
 from pipeline.pil_ops import crop_resize_flip_array, crop_resize_flip_linear, decode_jpeg
 from pipeline.sampling import PairPlan
 
@@ -28,7 +28,7 @@ from pipeline.sampling import PairPlan
 @dataclass
 class MadeBatch:
     """Global batch g as a worker made it: frames [B, 3, S, S] uint8 (pinned by the DataLoader on a GPU
-    machine), the plan positions delivered [B] (see IndexedPairSource.resolve) and the bytes read."""
+    machine), the plan positions delivered [B] (see PairSource.resolve) and the bytes read."""
 
     g: int
     f1: torch.Tensor
@@ -54,13 +54,12 @@ class WorkerFailure:
 class BatchMaker:
     """Picklable callable g -> MadeBatch (or WorkerFailure), run in the DataLoader's worker processes."""
 
-    def __init__(self, cfg: LoaderConfig, index: FrameIndex, known_bad: dict[int, str] | None = None) -> None:
-        self.size = cfg.sampling.crop_size
+    def __init__(self, source: PairSource, sampling: PairSamplingConfig) -> None:
+        self.size = sampling.crop_size
         # the DALI graph's resize (linear, no antialiasing) unless the sampling asks for antialiasing
-        self.resize = crop_resize_flip_array if cfg.sampling.antialias else crop_resize_flip_linear
+        self.resize = crop_resize_flip_array if sampling.antialias else crop_resize_flip_linear
         self._pid = -1
-        self.source = IndexedPairSource(index, cfg.sampling, cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
-                                        known_bad=known_bad, batches_per_step=cfg.batches_per_step)
+        self.source = source
 
     def __call__(self, g: int) -> MadeBatch | WorkerFailure:
         try:
@@ -74,17 +73,19 @@ class BatchMaker:
             cv2.setNumThreads(1)
             self._pid = os.getpid()
         src = self.source
-        before = src.reader.bytes_read
-        epoch, slots = src.batch_slots(g)
-        plan = src.plan(epoch)
+        reader = src.data.reader
+        before = reader.bytes_read
+        epoch, slots = src.plans.batch_slots(g)
+        plan = src.plans.plan(epoch)
         p = plan.take(slots)
-        f1, f2 = src.reader.read_bytes(p.clip, p.i), src.reader.read_bytes(p.clip, p.j)
+        _, _, data, crc = src.read_pairs(p)
+        b = len(slots)
         out1 = torch.empty((len(slots), self.size, self.size, 3), dtype=torch.uint8)   # [B, S, S, 3]
         out2 = torch.empty_like(out1)
         rows1, rows2 = out1.numpy(), out2.numpy()              # the same memory, written pair by pair
         sources, replacements = slots.copy(), []
         for k, (clip, i, j) in enumerate(zip(p.clip.tolist(), p.i.tolist(), p.j.tolist())):
-            images, bad = self.decode_pair(clip, i, j, f1[k], f2[k])
+            images, bad = self.decode_pair(clip, i, j, [data[k], data[b + k]], crc[[k, b + k]])
             if bad:
                 rep, images = self.replace(plan, epoch, int(slots[k]), bad)
                 sources[k] = rep.source
@@ -94,19 +95,23 @@ class BatchMaker:
             rows2[k] = self.resize(images[1], crop, flip, self.size)
         # [B, S, S, 3] -> [B, 3, S, S]: one copy per batch, so the batch crosses to the main process dense
         return MadeBatch(g, out1.permute(0, 3, 1, 2).contiguous(), out2.permute(0, 3, 1, 2).contiguous(),
-                         sources, replacements, src.reader.bytes_read - before)
+                         sources, replacements, reader.bytes_read - before)
 
-    def decode_pair(self, clip: int, i: int, j: int, a: bytes, b: bytes) -> tuple[list[Image], list[BadFrame]]:
-        """Both frames decoded, or the bad ones: the shared byte check first, then Pillow's decoder."""
-        bad = self.source.checker.problems(clip, (i, j), [a, b])
+    def decode_pair(self, clip: int, i: int, j: int, data: list[bytes], crc: np.ndarray
+                    ) -> tuple[list[Image], list[BadFrame]]:
+        """Both frames decoded, or the bad ones: the shared check first (CRC-32, known bad frames), then
+        Pillow's decoder. Running out of memory is the machine's failure, not the frame's: it is raised."""
+        bad = self.source.data.checker.problems(clip, (i, j), data, crc)
         if bad:
             return [], bad
         images = []
-        for frame, data in ((i, a), (j, b)):
+        for frame, jpeg in ((i, data[0]), (j, data[1])):
             try:
-                images.append(decode_jpeg(data))
+                images.append(decode_jpeg(jpeg))
+            except MemoryError:
+                raise
             except Exception as exc:  # noqa: BLE001 (Pillow raises many types on damaged data)
-                bad.append(BadFrame.at(self.source.index, clip, frame, f"Pillow: {type(exc).__name__}: {exc}"))
+                bad.append(BadFrame.at(self.source.data.index, clip, frame, f"Pillow: {type(exc).__name__}: {exc}"))
         return ([] if bad else images), bad
 
     def replace(self, plan: PairPlan, epoch: int, slot: int, bad: list[BadFrame]) -> tuple[Replacement, list[Image]]:
@@ -116,9 +121,10 @@ class BatchMaker:
 
         def check(q: int) -> list[BadFrame]:
             clip, i, j = int(plan.clip[q]), int(plan.i[q]), int(plan.j[q])
-            a, b = src.reader.read_bytes(np.array([clip, clip]), np.array([i, j]))
-            decoded[q], problems = self.decode_pair(clip, i, j, a, b)
+            data, crc = src.data.read(np.array([clip, clip]), np.array([i, j]))
+            decoded[q], problems = self.decode_pair(clip, i, j, data, crc)
             return problems
 
-        rep = replace_pair(slot, bad, src.pairs_per_epoch, src.seed, epoch, src.rank, check)
+        key = src.plans.key
+        rep = replace_pair(slot, bad, src.pairs_per_epoch, key.seed, epoch, key.rank, check)
         return rep, decoded[rep.source]

@@ -19,7 +19,9 @@ a resumed run restarts at the exact batch without reading the batches before it.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import webdataset as wds
@@ -27,9 +29,13 @@ import webdataset as wds
 from pipeline.bad_frames import BadFrameLedger
 from pipeline.batch import FrameFinisher, PairBatch
 from pipeline.config import LoaderConfig
+from pipeline.dali_source import PairSource
+from pipeline.dataset import ShardDataset
 from pipeline.epoch_position import EpochPosition
 from pipeline.frame_index import FrameIndex, ShardError
+from pipeline.sampling import EpochPlans
 from pipeline.wds_batches import BatchMaker, MadeBatch, WorkerFailure
+from siammae_common.process_tree import init_worker
 
 
 class BatchNumbers:
@@ -45,18 +51,22 @@ class BatchNumbers:
 class WdsPairLoader(EpochPosition):
     """Iterable of PairBatch, one epoch per iteration; see pipeline.loader.build_pair_loader."""
 
-    def __init__(self, cfg: LoaderConfig, index: FrameIndex | None = None) -> None:
+    def __init__(self, cfg: LoaderConfig, data: ShardDataset | None = None) -> None:
         self.cfg = cfg
-        self.index = index if index is not None else FrameIndex.load(cfg.shards)
+        self.data = data if data is not None else ShardDataset.open(cfg.shards)
         self.bad_frames = BadFrameLedger(cfg.bad_frame_limit, cfg.bad_frame_log, cfg.rank)
         self.finish = FrameFinisher(cfg.device, cfg.dtype, normalize=cfg.dtype != "uint8")
-        self._plans = BatchMaker(cfg, self.index).source        # the plan, for the pairs' names
-        self.n_pairs = self._plans.pairs_per_epoch
-        self._batches = self._plans.batches_per_epoch
+        self.plans = EpochPlans(self.data.index, cfg.sampling, cfg.plan_key, cfg.batch_size, cfg.batches_per_step)
+        self.n_pairs = self.plans.pairs_per_epoch
+        self._batches = self.plans.batches_per_epoch
         self._stream: Iterator[Any] | None = None
         self._next_batch = -1                # global batch the open stream delivers next
         self.loader_builds = 0               # DataLoaders opened (once per run unless the position jumps)
         self.bytes_read = 0                  # JPEG bytes the workers read for the batches delivered
+
+    @property
+    def index(self) -> FrameIndex:
+        return self.data.index
 
     @property
     def pairs_per_epoch(self) -> int:
@@ -67,14 +77,18 @@ class WdsPairLoader(EpochPosition):
         """A DataLoader whose first batch is global batch `start` (workers know the known bad frames)."""
         self.close()
         cfg = self.cfg
-        maker = BatchMaker(cfg, self.index, self.bad_frames.known_codes(self.index))
+        known = self.bad_frames.known_codes(self.data.index)
+        data = self.data.knowing(known) if known != self.data.decoder_bad else self.data
+        maker = BatchMaker(PairSource(data, self.plans), cfg.sampling)
         stages = wds.DataPipeline(BatchNumbers(start), wds.split_by_worker, wds.map(maker))
-        # Workers start from a fresh forkserver process, not a fork of this one: a fork copies whatever
-        # state other libraries' thread pools are in (OpenCV's, once this process has resized or dilated
-        # with it), and the child then waits forever on a lock no thread of it will release.
+        # Workers are spawned, not forked from this process: a fork copies whatever state other libraries'
+        # thread pools are in (OpenCV's, once this process has resized or dilated with it), and the child
+        # then waits forever on a lock no thread of it will release. Spawned, they are this process's own
+        # children (a forkserver's would outlive it), and they die with it however it dies.
         loader = wds.WebLoader(stages, batch_size=None, num_workers=cfg.num_workers,
                                pin_memory=cfg.device == "cuda", prefetch_factor=2 if cfg.num_workers else None,
-                               multiprocessing_context="forkserver" if cfg.num_workers else None)
+                               multiprocessing_context="spawn" if cfg.num_workers else None,
+                               worker_init_fn=partial(init_worker, os.getpid()) if cfg.num_workers else None)
         self._stream = iter(loader)
         self._next_batch = start
         self.loader_builds += 1
@@ -102,9 +116,9 @@ class WdsPairLoader(EpochPosition):
     def _batch(self, made: MadeBatch) -> PairBatch:
         index = None
         if self.cfg.debug_indices:
-            plan = self._plans.plan(made.g // self._batches)
-            index = [(self.index.keys[int(plan.clip[p])], int(plan.i[p]), int(plan.j[p]))
-                     for p in made.sources.tolist()]
+            plan = self.plans.plan(made.g // self._batches)
+            key = self.data.index.key
+            index = [(key(int(plan.clip[p])), int(plan.i[p]), int(plan.j[p])) for p in made.sources.tolist()]
         return PairBatch(self.finish(made.f1), self.finish(made.f2), index)
 
     def close(self) -> None:

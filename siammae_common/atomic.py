@@ -45,9 +45,14 @@ class AtomicFile:
         _fsync_dir(self.path.parent)
 
     def discard(self) -> None:
-        """Drop the temp file; the target is untouched."""
-        self.file.close()
-        self.temp.unlink(missing_ok=True)
+        """Drop the temp file; the target is untouched. Works on a full disk too, where closing the file
+        fails again as it flushes what is buffered."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        finally:
+            self.temp.unlink(missing_ok=True)
 
 
 @contextmanager

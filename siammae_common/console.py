@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import click
-from tqdm import tqdm
+
+from siammae_common.progress import Progress
 
 T = TypeVar("T")
 
@@ -18,13 +18,11 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-def progress(items: Iterable[T] | None = None, *, total: int | None = None, desc: str = "",
-             unit: str = "it", disable: bool | None = None) -> Iterator[T] | tqdm:
-    """A tqdm bar on stderr; hidden when stderr is not a terminal unless forced with disable=False."""
-    if disable is None:
-        disable = not sys.stderr.isatty()
-    return tqdm(items, total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True,
-                file=sys.stderr)
+def progress(items: Iterable[T] | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",
+             disable: bool | None = None, **kw: Any) -> Progress[T]:
+    """Progress on stderr: a tqdm bar on a terminal, plain timestamped lines in a log file (every 1% of
+    `total` or 30 s by default; see siammae_common.progress), nothing with disable=True."""
+    return Progress(items, total=total, desc=desc, unit=unit, disable=disable, **kw)
 
 
 def info(message: str) -> None:

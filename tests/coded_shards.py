@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import PairSamplingConfig
-from pipeline.sampling import plan_epoch
+from pipeline.frame_index import ClipTable
+from pipeline.sampling import PlanKey, plan_epoch
 from pipeline.shard_format import Manifest, ShardInfo, index_path_for
 from tools.sharding.format_writer import write_manifest, write_shard
 
@@ -71,7 +72,8 @@ def damage_in_plan(n_frames: Sequence[int], sampling: PairSamplingConfig, *, hei
     """{(clip, frame): kind}: one frame of each of DAMAGE_KINDS, each read by a pair of a different clip in
     `epoch`'s plan (rank 0 of 1), so a loader meets every one of them in that epoch."""
     count = len(n_frames)
-    plan = plan_epoch(np.asarray(n_frames), np.full(count, height), np.full(count, width), sampling, seed, epoch)
+    plan = plan_epoch(ClipTable(np.asarray(n_frames), np.full(count, height), np.full(count, width)), sampling,
+                      PlanKey(seed, epoch))
     damage: dict[tuple[int, int], str] = {}
     for p in range(len(plan)):
         clip = int(plan.clip[p])

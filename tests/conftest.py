@@ -1,13 +1,16 @@
-"""Shared fixtures: a tiny synthetic video set and its shards (made once per session), and the gpu marker."""
+"""Shared fixtures: a tiny synthetic video set and its shards (made once per session), and the gpu marker.
+
+The video tools (ffmpeg, PyAV) are imported inside the fixtures that need them, so that the `gpu`-marked
+tests also run on a GPU machine that has neither (the GPU check runs them there).
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from video_corpus import write_mixed_videos
 
-import tools.make_shards as make_shards_tool
 import tools.make_synthetic as make_synthetic_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,14 +34,27 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic_davis(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The DAVIS set of the tiny synthetic set alone (the same files as synthetic_root / "DAVIS"), made
+    without ffmpeg: the folder holding JPEGImages/, Annotations/, ImageSets/."""
+    root = tmp_path_factory.mktemp("synthetic_davis")
+    make_synthetic_tool.make_synthetic(root, replace(tiny_synthetic_config(), sets=("davis",)), workers=2)
+    return root / "DAVIS"
+
+
+@pytest.fixture(scope="session")
 def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Videos in several codecs and containers plus bad inputs (video_corpus.GOOD / BAD)."""
+    from video_corpus import write_mixed_videos
+
     return write_mixed_videos(tmp_path_factory.mktemp("videos"))
 
 
 @pytest.fixture(scope="session")
 def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """make_shards' output for video_dir: 2 clips per shard."""
+    import tools.make_shards as make_shards_tool
+
     out = tmp_path_factory.mktemp("shards")
     make_shards_tool.make_shards(video_dir, out, shard_size="2clips", workers=2)
     return out
@@ -47,6 +63,8 @@ def shards(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_shards(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shards of the synthetic UCF set: a folder with shards-00000N.tar/.idx (2 clips each) + manifest.json."""
+    import tools.make_shards as make_shards_tool
+
     out = tmp_path_factory.mktemp("shards")
     make_shards_tool.make_shards(synthetic_root, out, shard_size="2clips", workers=2)
     return out

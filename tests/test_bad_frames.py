@@ -14,8 +14,9 @@ from coded_shards import DAMAGE_KINDS, damage_in_plan, write_coded_shards
 
 from pipeline.bad_frames import TooManyBadFrames
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
+from pipeline.frame_index import ClipTable
 from pipeline.loader import build_pair_loader
-from pipeline.sampling import plan_epoch
+from pipeline.sampling import PlanKey, plan_epoch
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45, 30, 25, 35, 20, 50]
 H, W, S, B = 48, 64, 32, 4
@@ -44,7 +45,8 @@ def logged(log: Path) -> set[tuple[str, int]]:
 
 
 def slots_reading_damage(epoch: int) -> set[int]:
-    plan = plan_epoch(np.array(N_FRAMES), np.full(len(N_FRAMES), H), np.full(len(N_FRAMES), W), SAMPLING, 0, epoch)
+    clips = ClipTable(np.array(N_FRAMES), np.full(len(N_FRAMES), H), np.full(len(N_FRAMES), W))
+    plan = plan_epoch(clips, SAMPLING, PlanKey(0, epoch))
     return {p for p in range(len(plan)) if (int(plan.clip[p]), int(plan.i[p])) in DAMAGE
             or (int(plan.clip[p]), int(plan.j[p])) in DAMAGE}
 

@@ -55,3 +55,15 @@ def test_rows_without_a_reference_have_no_ratio() -> None:
 def test_per_round_ratios_need_the_same_rounds() -> None:
     with pytest.raises(ValueError, match="rounds differ"):
         per_round_ratios([measured(1.0)] * 3, [measured(1.0)] * 2)
+
+
+def test_each_loader_row_is_held_against_its_own_ceiling_and_a_row_above_it_is_flagged() -> None:
+    results = {"dali_cpu": [measured(90), measured(110)], "ceiling": [measured(100), measured(100)],
+               "dali_cpu_parallel": [measured(80), measured(80)], "ceiling_parallel": [measured(100)] * 2,
+               "source": [measured(5000)] * 2}
+    rows = summarise(results, own_jpeg_bytes=1.0)
+    assert rows["dali_cpu"]["efficiency_rounds"] == [0.9, 1.1] and rows["dali_cpu"]["over_ceiling_rounds"] == 1
+    assert rows["dali_cpu_parallel"]["efficiency_rounds"] == [0.8, 0.8]        # its own ceiling, not dali_cpu's
+    assert rows["source"]["efficiency"] is None                                  # no decode: nothing bounds it
+    table = format_table(rows)
+    assert "100.0%!" in table and "above its own ceiling" in table

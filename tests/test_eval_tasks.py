@@ -135,13 +135,13 @@ def test_vip_reader_and_run_on_pixels(synthetic_root: Path, tmp_path: Path) -> N
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("protocol", ["cropmae", "dino"])
-def test_davis_on_the_gpu_matches_the_cpu(synthetic_root: Path, tmp_path: Path, protocol: str) -> None:
+def test_davis_on_the_gpu_matches_the_cpu(synthetic_davis: Path, tmp_path: Path, protocol: str) -> None:
     settings = protocol_settings(protocol, fixed_size=(64, 96), short_side=None, batch_size=4)
-    cpu = davis.run_davis(PixelFeatures(8), synthetic_root / "DAVIS", tmp_path / "cpu", settings)
-    gpu = davis.run_davis(PixelFeatures(8), synthetic_root / "DAVIS", tmp_path / "gpu",
+    cpu = davis.run_davis(PixelFeatures(8), synthetic_davis, tmp_path / "cpu", settings)
+    gpu = davis.run_davis(PixelFeatures(8), synthetic_davis, tmp_path / "gpu",
                           dataclasses.replace(settings, device="cuda"))
     assert gpu["J&F-Mean"] == pytest.approx(cpu["J&F-Mean"], abs=2e-3)
-    seq = davis_io.open_davis(synthetic_root / "DAVIS")[0]
+    seq = davis_io.open_davis(synthetic_davis)[0]
     same = [(dataset_io.read_id_png(tmp_path / "cpu" / seq.name / f"{f}.png")
              == dataset_io.read_id_png(tmp_path / "gpu" / seq.name / f"{f}.png")).mean() for f in seq.frame_ids]
     assert min(same) > 0.99

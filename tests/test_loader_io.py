@@ -129,7 +129,8 @@ def test_wds_ranks_read_disjoint_shards_and_only_their_pairs_bytes(coded: Path, 
             pairs = [p for b in loader for p in b.index]
             read[rank, epoch] = set(tars.names)
             tars.names.clear()
-            clip = np.array([loader.index.keys.index(k) for k, _, _ in pairs])
+            keys = loader.index.keys()
+            clip = np.array([keys.index(k) for k, _, _ in pairs])
             frames = np.array([i for _, i, _ in pairs]), np.array([j for _, _, j in pairs])
             own.append(int(sum(loader.index.frame_bytes(clip, f).sum() for f in frames)))
         monkeypatch.undo()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from video_corpus import FFMPEG, ffmpeg, lavfi_source
+from video_corpus import FFMPEG, ffmpeg, lavfi_source, write_class_clips
 
 import tools.make_shards as make_shards_tool
 import tools.sharding.decode as decode_module
@@ -30,11 +30,7 @@ TOOL = str(REPO / "tools" / "make_shards.py")
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twelve short clips in three class folders, and one file that is not a video."""
-    root = tmp_path_factory.mktemp("cluster_videos")
-    for c in range(3):
-        (root / f"C{c}").mkdir()
-        for i in range(4):
-            ffmpeg(*lavfi_source(0.4 + 0.04 * i), "-c:v", "mpeg4", str(root / f"C{c}" / f"clip{i}.avi"))
+    root = write_class_clips(tmp_path_factory.mktemp("cluster_videos"), classes=3, per_class=4, seconds=0.4)
     (root / "C0" / "broken.avi").write_bytes(b"RIFF not really")
     return root
 
@@ -71,8 +67,8 @@ def test_parts_running_at_once_share_a_folder_and_merge_to_a_single_runs_clips(v
     assert sorted(keys_of(whole)) == sorted(keys_of(single)) and len(set(keys_of(whole))) == len(keys_of(whole))
     assert [f.source for f in whole.failures] == ["C0/broken.avi"] and whole.complete
     assert whole.options["parts"] == 3 and "part" not in whole.options
-    index = FrameIndex.load(out)                      # the loaders read a merged folder
-    assert sorted(index.keys) == sorted(keys_of(single))
+    index = FrameIndex.open(out)                      # the loaders read a merged folder
+    assert sorted(index.keys()) == sorted(keys_of(single))
 
 
 def test_merge_refuses_a_missing_or_incomplete_part(videos: Path, tmp_path: Path) -> None:
@@ -216,11 +212,11 @@ def test_a_full_disk_stops_the_run_with_one_line_and_a_rerun_resumes(videos: Pat
     from tools.sharding.format_writer import ShardWriter
     real_add, calls = ShardWriter.add, []
 
-    def add_until_full(self, *args):
+    def add_until_full(self, *args, **kwargs):
         if len(calls) == 5:
             raise OSError(errno.ENOSPC, "No space left on device")
         calls.append(1)
-        real_add(self, *args)
+        real_add(self, *args, **kwargs)
 
     monkeypatch.setattr(ShardWriter, "add", add_until_full)
     out = tmp_path / "o"

@@ -15,7 +15,7 @@ from coded_shards import BLUE_PER_FRAME, write_coded_shards
 
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.loader import build_pair_loader
-from pipeline.sampling import plan_epoch
+from pipeline.sampling import PlanKey, plan_epoch
 from siammae_common.constants import IMAGENET_MEAN, IMAGENET_STD
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45, 30]
@@ -65,7 +65,7 @@ def test_dali_crop_window_matches_the_plan(coded: Path) -> None:
     loader = build_pair_loader(cfg)
     batches, _ = epoch_pairs(loader)
     ix = loader.index
-    plan = plan_epoch(ix.n_frames, ix.height, ix.width, cfg.sampling, cfg.seed, 0)
+    plan = plan_epoch(ix.clips, cfg.sampling, PlanKey(cfg.seed, 0))
     f1 = torch.cat([b.f1 for b in batches])[:len(plan)].float()
     for p in range(len(plan)):
         y, x, h, w = plan.crop[p]

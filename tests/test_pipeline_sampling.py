@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from pipeline.config import PairSamplingConfig
+from pipeline.frame_index import ClipTable
 from pipeline.sampling import (
+    PlanKey,
     batch_slice,
     plan_epoch,
     rank_clips,
@@ -81,7 +83,7 @@ def test_epochs_reshuffle_deterministically() -> None:
 def test_plan_has_k_consecutive_pairs_per_clip() -> None:
     cfg = PairSamplingConfig(pairs_per_clip=3)
     n = np.array([40, 10, 60, 3, 50])
-    plan = plan_epoch(n, np.full(5, 48), np.full(5, 64), cfg, seed=0, epoch=0)
+    plan = plan_epoch(ClipTable(n, np.full(5, 48), np.full(5, 64)), cfg, PlanKey(seed=0, epoch=0))
     assert len(plan) == 15
     assert (np.bincount(plan.clip, minlength=5) == 3).all()
     assert (plan.clip.reshape(5, 3) == plan.clip[::3, None]).all()

@@ -128,7 +128,7 @@ def test_crop_scale_reaches_the_loader(
 
     seen = []
 
-    def fake_loader(cfg):          # stop the run as soon as the loader is asked for
+    def fake_loader(cfg, data=None):          # stop the run as soon as the loader is asked for
         seen.append(cfg)
         raise RuntimeError("loader requested")
 

@@ -16,7 +16,7 @@ from coded_shards import write_coded_shards
 
 import pipeline.dali_loader
 from model.train_cli import main
-from pipeline.dali_source import IndexedPairSource
+from pipeline.dali_source import PairSource
 from pipeline.wds_batches import BatchMaker
 
 N_FRAMES = [40, 10, 60, 3, 50, 2, 45]          # 14 pairs: 7 micro-batches of 2, 2 steps of 3 an epoch
@@ -53,7 +53,7 @@ class Recorder:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.undo()                                  # one recorder at a time
         self.builds, self.batches = 0, []
-        build, call, make = pipeline.dali_loader.build_pipeline, IndexedPairSource.__call__, BatchMaker.make
+        build, call, make = pipeline.dali_loader.build_pipeline, PairSource.__call__, BatchMaker.make
 
         def counting_build(*args, **kwargs):
             self.builds += 1
@@ -68,7 +68,7 @@ class Recorder:
             return make(maker, g)
 
         monkeypatch.setattr(pipeline.dali_loader, "build_pipeline", counting_build)
-        monkeypatch.setattr(IndexedPairSource, "__call__", recording_call)
+        monkeypatch.setattr(PairSource, "__call__", recording_call)
         monkeypatch.setattr(BatchMaker, "make", recording_make)
 
 
@@ -137,7 +137,8 @@ def test_decoder_threads_default_to_the_cores_each_process_may_use(monkeypatch: 
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     cfg = TrainConfig.from_options(shards=Path("s"), out=Path("o"))
     gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
-    assert train_loader.decoder_threads(cfg, gpu) == 8 - 1 - 1          # the loop's thread, one source worker
+    assert train_loader.source_workers(cfg) == 2                         # a quarter of the 8 cores
+    assert train_loader.decoder_threads(cfg, gpu) == 8 - 1 - 2          # the loop's thread, the source workers
     off = TrainConfig.from_options(shards=Path("s"), out=Path("o"), parallel_source="off")
     assert train_loader.decoder_threads(off, gpu) == 7
     assert train_loader.decoder_threads(cfg, cpu) == 4 and train_loader.torch_threads(cfg, cpu) == 4

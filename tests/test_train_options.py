@@ -25,7 +25,7 @@ BAD_OPTIONS = {        # option values -> what the error line must say
     "warmup-steps": (["--warmup-steps", "-1"], "--warmup-steps -1"),
     "threads": (["--threads", "-1"], "--num-threads -1: must be at least 0"),           # the old name still works
     "prefetch": (["--prefetch-queue-depth", "0"], "--prefetch-queue-depth 0: must be at least 1"),
-    "py-num-workers": (["--py-num-workers", "0"], "--py-num-workers 0: must be at least 1"),
+    "py-num-workers": (["--py-num-workers", "-1"], "--py-num-workers -1: must be at least 0"),
     "hw-decoder-load": (["--hw-decoder-load", "1.5"], "--hw-decoder-load 1.5"),
     "num-workers": (["--num-workers", "-1"], "--num-workers -1: must be at least 0"),
     "torch-threads": (["--torch-threads", "-2"], "--torch-threads -2"),

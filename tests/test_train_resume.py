@@ -161,7 +161,8 @@ def test_a_run_folder_is_only_replaced_when_asked(short_run: Path, clean: Path) 
 def test_interrupted_saves_are_cleaned_up_and_checkpoints_get_the_users_mode(short_run: Path, clean: Path) -> None:
     stale = short_run / "checkpoints" / ".latest.pt.1234.deadbeef.tmp"
     stale.write_bytes(b"half a checkpoint")
-    code, output = cli(clean, short_run, "--max-steps", "3", "--resume")
+    # a longer schedule than the checkpoint's: a change that --resume accepts only with --resume-anyway
+    code, output = cli(clean, short_run, "--max-steps", "3", "--resume", "--resume-anyway")
     assert code == 0, output
     assert not stale.exists() and "interrupted checkpoint save" in output
     umask = os.umask(0)

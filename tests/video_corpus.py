@@ -27,6 +27,15 @@ def lavfi_source(seconds: float, size: str = SIZE, rate: int = 25) -> list[str]:
     return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
 
 
+def write_class_clips(root: Path, classes: int, per_class: int, seconds: float) -> Path:
+    """root/C<c>/clip<i>.avi: short mpeg4 test-pattern clips, the i-th 0.04 s longer than the one before."""
+    for c in range(classes):
+        (root / f"C{c}").mkdir(parents=True)
+        for i in range(per_class):
+            ffmpeg(*lavfi_source(seconds + 0.04 * i), "-c:v", "mpeg4", str(root / f"C{c}" / f"clip{i}.avi"))
+    return root
+
+
 def x264(*params: str) -> list[str]:
     return ["-c:v", "libx264", "-preset", "ultrafast", *(["-x264-params", ":".join(params)] if params else [])]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from model.run_folder import start_fields
+from siammae_common.cli_types import COUNT, NATURAL, OneLineCommand
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -65,16 +66,16 @@ def run_step(title: str, argv: list[str]) -> None:
         raise click.ClickException(f"demo step '{title}' failed with exit status {completed.returncode}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand)
 @click.option("--data", type=click.Path(path_type=Path), default=ROOT / "data" / "synthetic",
               show_default=True, help="Where the synthetic video set is written.")
 @click.option("--shards", type=click.Path(path_type=Path), default=ROOT / "shards" / "demo",
               show_default=True, help="Where the demo's shards are written.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), default=ROOT / "runs" / "demo",
               show_default=True, help="Training run folder (checkpoints, logs, evaluation in RUN/eval).")
-@click.option("--steps", type=click.IntRange(1), default=1500, show_default=True,
+@click.option("--steps", type=COUNT, default=1500, show_default=True,
               help="Training steps (1500: about 2 minutes on 2 CPU cores).")
-@click.option("--view3-sequences", type=click.IntRange(0), default=2, show_default=True,
+@click.option("--view3-sequences", type=NATURAL, default=2, show_default=True,
               help="Sequences evaluated at the frames' own size and at 480x880 (minutes each on a CPU).")
 @click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", show_default=True)
 @click.option("--fresh", is_flag=True, help="Delete the demo's outputs first and start over.")

@@ -42,6 +42,7 @@ from evaluation.hidden_patch import PairSpec, held_out_pairs, hidden_patch_error
 from evaluation.report import write_json_atomic
 from evaluation.settings import PropagationSettings, protocol_settings
 from model.checkpoint import load_model
+from siammae_common.cli_types import COUNT, NATURAL, OneLineCommand
 from siammae_common.console import UserError, info
 from tools.demo_report import write_report
 
@@ -180,16 +181,16 @@ def evaluate(checkpoint: Path, davis_root: Path, out: Path, view3_sequences: int
     return views
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand)
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
               help="The trained run's checkpoint (RUN/checkpoints/latest.pt).")
 @click.option("--davis-root", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="A DAVIS-layout folder the model never trained on.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Writes OUT/views.json, OUT/report.md, figures, and one folder per propagation.")
-@click.option("--view3-sequences", type=click.IntRange(0), default=VIEW3_SEQUENCES, show_default=True,
+@click.option("--view3-sequences", type=NATURAL, default=VIEW3_SEQUENCES, show_default=True,
               help="Sequences of view 3 (frames' own size and 480x880; 0 skips it).")
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="Processes.")
+@click.option("--num-workers", "--workers", "workers", type=COUNT, default=2, show_default=True, help="Processes.")
 def main(checkpoint: Path, davis_root: Path, out: Path, view3_sequences: int, workers: int) -> None:
     """Views 1-3 of the demo for one checkpoint, against untrained encoders and raw pixels."""
     if not (checkpoint.parent.parent / "config.json").is_file():

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from siammae_common.cli_types import COUNT, NON_NEGATIVE, SEED, OneLineCommand, finite
 from siammae_common.console import UserError, info, progress
 from tools.synthetic.datasets import CLASS_NAMES, JHMDB_ACTIONS, VideoSpec, make_video
 from tools.synthetic.realism import Realism
@@ -195,42 +196,42 @@ def _range(value: str) -> tuple[int, int]:
     return lo, hi
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=0, show_default=True, help="Everything derives from it.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Everything derives from it.")
 @click.option("--sets", default=",".join(SETS), show_default=True, help="Which sets to write.")
-@click.option("--classes", "ucf_classes", default=4, show_default=True, help=f"UCF classes (max {len(CLASS_NAMES)}).")
-@click.option("--clips", "ucf_clips_per_class", default=3, show_default=True, help="UCF clips per class.")
+@click.option("--classes", "ucf_classes", type=click.IntRange(1, len(CLASS_NAMES)), default=4, show_default=True, help=f"UCF classes (max {len(CLASS_NAMES)}).")
+@click.option("--clips", "ucf_clips_per_class", type=COUNT, default=3, show_default=True, help="UCF clips per class.")
 @click.option("--size", "ucf_size", default="320x240", show_default=True, help="UCF frame size.")
 @click.option("--frames", "ucf_frames", default="40-200", show_default=True, help="UCF clip lengths.")
-@click.option("--fps", "ucf_fps", default=25, show_default=True, help="UCF frame rate.")
-@click.option("--davis-seqs", "davis_sequences", default=3, show_default=True)
+@click.option("--fps", "ucf_fps", type=COUNT, default=25, show_default=True, help="UCF frame rate.")
+@click.option("--davis-seqs", "davis_sequences", type=COUNT, default=3, show_default=True)
 @click.option("--davis-size", default="428x240", show_default=True)
 @click.option("--davis-frames", default="30-50", show_default=True)
-@click.option("--jhmdb-actions", default=2, show_default=True, help=f"max {len(JHMDB_ACTIONS)}")
-@click.option("--jhmdb-videos", "jhmdb_videos_per_action", default=2, show_default=True, help="per action")
+@click.option("--jhmdb-actions", type=click.IntRange(1, len(JHMDB_ACTIONS)), default=2, show_default=True, help=f"max {len(JHMDB_ACTIONS)}")
+@click.option("--jhmdb-videos", "jhmdb_videos_per_action", type=COUNT, default=2, show_default=True, help="per action")
 @click.option("--jhmdb-size", default="320x240", show_default=True)
 @click.option("--jhmdb-frames", default="20-40", show_default=True)
-@click.option("--vip-videos", default=2, show_default=True)
+@click.option("--vip-videos", type=COUNT, default=2, show_default=True)
 @click.option("--vip-size", default="320x240", show_default=True)
 @click.option("--vip-frames", default="20-30", show_default=True)
 @click.option("--motion", type=click.Choice(["wander", "smooth"]), default="wander", show_default=True,
               help="wander: bursts, sudden turns, crossings, look-alike distractors; smooth: gentle paths.")
-@click.option("--speed", type=float, default=0.02, show_default=True,
+@click.option("--speed", type=NON_NEGATIVE, default=0.02, show_default=True,
               help="Mean object speed (wander), fraction of the short side per frame; UCF classes 0.5x..1.5x.")
 @click.option("--distractors", type=click.IntRange(0, 5), default=1, show_default=True,
               help="Most unlabelled look-alike objects per video (wander).")
-@click.option("--object-size", "ucf_object_size", type=click.FloatRange(0.02, 0.5), default=0.16, show_default=True,
+@click.option("--object-size", "ucf_object_size", type=finite(0.02, 0.5), default=0.16, show_default=True,
               help="UCF object radius, fraction of the short side.")
-@click.option("--davis-object-size", type=click.FloatRange(0.02, 0.5), default=0.16, show_default=True,
+@click.option("--davis-object-size", type=finite(0.02, 0.5), default=0.16, show_default=True,
               help="DAVIS object radius, fraction of the short side.")
-@click.option("--shading", type=click.FloatRange(0, 0.9), default=0.0, show_default=True,
+@click.option("--shading", type=finite(0, 0.9), default=0.0, show_default=True,
               help="Light falling across each object from a turning direction: brightness swing (0.3 = +-30%).")
-@click.option("--deform", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+@click.option("--deform", type=finite(0, 0.5), default=0.0, show_default=True,
               help="Objects bend and flex: amplitude as a fraction of their radius.")
-@click.option("--noise", type=click.FloatRange(0, 50), default=0.0, show_default=True,
+@click.option("--noise", type=finite(0, 50), default=0.0, show_default=True,
               help="Sensor noise, new every frame: standard deviation in 8-bit levels.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option("--num-workers", "--workers", "workers", type=COUNT, default=None, help="Processes (default: all cores).")
 def main(out: Path, workers: int | None, sets: str, **opts) -> None:
     """Write a synthetic UCF101 / DAVIS-2017 / JHMDB / VIP set under OUT."""
     chosen = tuple(s.strip() for s in sets.split(",") if s.strip())

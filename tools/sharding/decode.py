@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,16 @@ class DecodeOptions:
     min_frames: int = 8
     keep_damaged: bool = False        # keep truncated or damaged clips (what decoded of them)
     strict: bool = False              # any decoder error rejects the clip
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):     # NaN fails both
+            raise ValueError(f"fps {self.fps}: must be a finite number above 0")
+        limits = {"short_side": 8, "max_frames": 1, "min_frames": 1}
+        for name, low in limits.items():
+            if getattr(self, name) is not None and getattr(self, name) < low:
+                raise ValueError(f"{name} {getattr(self, name)}: must be at least {low}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality {self.quality}: must be between 1 and 100")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""Writing clip shards (the format: pipeline/shard_format.py): the tar writer, the DALI index and the
-manifest, each written atomically."""
+"""Writing clip shards (the format: pipeline/shard_format.py): the tar writer, the DALI index, the frame
+table (pipeline/frame_table.py), the clips' decoder messages and the manifest, each written atomically."""
 
 from __future__ import annotations
 
 import json
 import os
 import tarfile
+import zlib
 from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.frame_table import CLIP_DTYPE, encode_frame_table
+from pipeline.jpeg_check import jpeg_problem
 from pipeline.shard_format import (
     DALI_INDEX_VERSION,
     EXTENSIONS,
@@ -23,12 +26,15 @@ from pipeline.shard_format import (
     OFFSETS_EXT,
     PTS_DTYPE,
     PTS_EXT,
+    ClipWarnings,
     Manifest,
+    frame_table_path_for,
     index_path_for,
     is_valid_key,
+    warnings_path_for,
 )
 from pipeline.shard_reader import grouped_members
-from siammae_common.atomic import AtomicFile, write_text_atomic
+from siammae_common.atomic import AtomicFile, atomic_write, write_text_atomic
 
 
 def encode_offsets(offsets: Sequence[int] | np.ndarray) -> bytes:
@@ -53,32 +59,86 @@ def join_frames(frames: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
     return b"".join(frames), offsets
 
 
+# ----------------------------------------------------------------------------------------------- frame table
+
+class FrameTableBuilder:
+    """Collects a shard's clips, in tar order, into its frame table: byte positions, a CRC-32 per frame,
+    and the frames whose bytes fail the JPEG check (`pipeline.jpeg_check`), unless the caller has already
+    decoded them (make_shards checks every JPEG it writes)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, int, int, int, int, int, int]] = []
+        self.keys: list[str] = []
+        self.offsets: list[np.ndarray] = []
+        self.crc: list[np.ndarray] = []
+        self.bad: list[tuple[int, int, str]] = []
+        self._entries = 0
+
+    def add(self, key: str, data_offset: int, meta_offset: int, meta_size: int, offsets: np.ndarray,
+            frames: Sequence[bytes], height: int, width: int, checked: bool) -> None:
+        """One clip: where its .frames and .json data start in the tar, its offsets [n+1], its frames."""
+        clip = len(self.keys)
+        crc = np.zeros(len(frames) + 1, np.uint32)
+        crc[:-1] = [zlib.crc32(f) for f in frames]
+        if not checked:
+            self.bad += [(clip, i, why) for i, f in enumerate(frames) if (why := jpeg_problem(f, height, width))]
+        self.records.append((data_offset, meta_offset, self._entries, len(frames), meta_size, height, width))
+        self.keys.append(key)
+        self.offsets.append(np.asarray(offsets, np.uint32))
+        self.crc.append(crc)
+        self._entries += len(frames) + 1
+
+    def encode(self, tar_bytes: int) -> bytes:
+        """The table for a tar of `tar_bytes` bytes."""
+        empty = np.zeros(0, np.uint32)
+        return encode_frame_table(tar_bytes, np.array(self.records, dtype=CLIP_DTYPE), self.keys,
+                                  np.concatenate(self.offsets or [empty]), np.concatenate(self.crc or [empty]),
+                                  self.bad)
+
+    def write(self, tar_path: Path) -> Path:
+        """Write the table of `tar_path` (as it is on disk now) beside it, atomically."""
+        path = frame_table_path_for(tar_path)
+        with atomic_write(path) as f:
+            f.write(self.encode(tar_path.stat().st_size))
+        return path
+
+
 # ----------------------------------------------------------------------------------------------- tar
 
 class ShardWriter:
-    """Writes one shard: clips go to `<tar>.tmp`; `close()` renames it and writes the DALI index.
+    """Writes one shard: clips go to a temp file of this process (`.<tar>.PID.HEX.tmp`); `close()` renames
+    it and writes the DALI index, the frame table and, if any clip printed decoder messages, the shard's
+    `.warnings.jsonl`.
 
     Tars are reproducible (mtime 0, uid/gid 0, USTAR), so the same clips give the same bytes.
     """
 
     def __init__(self, tar_path: str | os.PathLike) -> None:
         self.path = Path(tar_path)
-        # a fixed temp name: a rerun finds an interrupted shard by it (tools/sharding/writer.py)
-        self._file = AtomicFile(self.path, self.path.with_name(self.path.name + ".tmp"))
+        self._file = AtomicFile(self.path)       # a rerun removes what an interrupted one left (writer.py)
         self._tar = tarfile.open(fileobj=self._file.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         self.clips = 0
         self.frames = 0
         self.keys: list[str] = []
+        self.table = FrameTableBuilder()
+        self.warnings: list[ClipWarnings] = []
 
     @property
     def tmp_path(self) -> Path:
-        """Where the unfinished shard is written (`<tar>.tmp`)."""
+        """Where the unfinished shard is written."""
         return self._file.temp
 
+    @property
+    def warned(self) -> int:
+        """Clips of this shard whose decoding printed messages."""
+        return len(self.warnings)
+
     def add(self, key: str, frames: Sequence[bytes], meta: dict[str, Any],
-            pts: Sequence[float] | np.ndarray | None = None) -> None:
-        """Append one clip (JPEG byte strings in order, their times in seconds [n] if known);
-        meta is stored as given plus key and n_frames."""
+            pts: Sequence[float] | np.ndarray | None = None, *, checked: bool = False,
+            warnings: ClipWarnings | None = None) -> None:
+        """Append one clip (JPEG byte strings in order, their times in seconds [n] if known); meta is stored
+        as given plus key and n_frames. checked: the caller decoded every frame already (else the frame
+        table records those that fail the JPEG check); warnings: the clip's decoder messages."""
         if not is_valid_key(key):
             raise ValueError(f"invalid clip key {key!r}: use at most {MAX_KEY_LENGTH} chars of [A-Za-z0-9_-]")
         if pts is not None and len(pts) != len(frames):
@@ -89,20 +149,33 @@ class ShardWriter:
                    META_EXT: json.dumps(meta, sort_keys=True).encode()}
         if pts is not None:
             members[PTS_EXT] = encode_pts(pts)
-        for ext in (e for e in EXTENSIONS if e in members):
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644
-            info.uname = info.gname = ""
-            self._tar.addfile(info, BytesIO(members[ext]))
+        at = {ext: self._add_member(f"{key}.{ext}", members[ext]) for ext in EXTENSIONS if ext in members}
+        self.table.add(key, at[FRAMES_EXT], at[META_EXT], len(members[META_EXT]), offsets, frames,
+                       int(meta["height"]), int(meta["width"]), checked)
+        if warnings is not None:
+            self.warnings.append(warnings)
         self.clips += 1
         self.frames += len(frames)
         self.keys.append(key)
 
+    def _add_member(self, name: str, data: bytes) -> int:
+        """Append one tar member; returns where its data starts in the tar."""
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        info.uname = info.gname = ""
+        self._tar.addfile(info, BytesIO(data))
+        return self._tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
     def close(self) -> int:
-        """Finish the tar, rename it into place, write its index; returns the tar's size in bytes."""
+        """Finish the tar, rename it into place, write its index, frame table and the clips' decoder
+        messages; returns the tar's size in bytes."""
         self._tar.close()
         self._file.commit()
         write_dali_index(self.path, index_path_for(self.path))
+        self.table.write(self.path)
+        if self.warnings:
+            write_text_atomic(warnings_path_for(self.path), "".join(json.dumps(w.to_json()) + "\n"
+                                                                     for w in self.warnings))
         return self.path.stat().st_size
 
     def abort(self) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 from pipeline.shard_format import MAX_KEY_LENGTH
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov")
+# folders that split a dataset (the Kinetics downloads), never classes: reading them as classes is refused
+SPLIT_FOLDERS = ("train", "val", "test", "replacement")
 
 
 @dataclass(frozen=True)
@@ -37,15 +39,52 @@ class InputSet:
     problems: list[tuple[str, str]]    # (source, reason): unreadable folders, broken links, absent split entries
 
 
+def _class_names(lists: Path) -> set[str]:
+    """The class names of a UCF101 split-list folder (`classInd.txt`: `1 ApplyEyeMakeup` lines)."""
+    try:
+        lines = (lists / "classInd.txt").read_text().splitlines()
+    except OSError:
+        return set()
+    return {parts[1] for parts in (line.split() for line in lines) if len(parts) == 2}
+
+
+def _holds_classes(folder: Path, classes: set[str]) -> int:
+    """How many of the classes are sub-folders of `folder`."""
+    return sum((folder / c).is_dir() for c in classes)
+
+
 def find_ucf_layout(src: Path) -> tuple[Path, Path | None] | None:
-    """(video root, split-list folder or None) if SRC is a UCF101 tree, else None."""
+    """(video root, split-list folder or None) if SRC is a UCF101 tree, else None.
+
+    The tree as extracted (a folder holding `UCF-101/` and `ucfTrainTestlist/`, or `UCF-101/` itself), or
+    renamed: `ucfTrainTestlist/` beside or inside SRC, the video root being the folder (SRC or one inside
+    it) that holds the class folders `classInd.txt` names.
+    """
     if (src / "UCF-101").is_dir():
         lists = src / "ucfTrainTestlist"
         return src / "UCF-101", lists if lists.is_dir() else None
     if src.name == "UCF-101":
         lists = src.parent / "ucfTrainTestlist"
         return src, lists if lists.is_dir() else None
+    for lists, candidates in ((src / "ucfTrainTestlist", [src, *_subfolders(src)]),
+                              (src.parent / "ucfTrainTestlist", [src])):
+        classes = _class_names(lists) if lists.is_dir() else set()
+        scored = sorted(((_holds_classes(c, classes), str(c)) for c in candidates if c != lists), reverse=True)
+        if scored and scored[0][0] > 0:
+            return Path(scored[0][1]), lists
     return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        return []
+
+
+def split_folders(src: Path) -> list[str]:
+    """The Kinetics-style split folders (train/, val/, test/, replacement/) directly inside SRC."""
+    return [name for name in SPLIT_FOLDERS if (src / name).is_dir()]
 
 
 def sanitize_key(text: str) -> str:
@@ -56,7 +95,7 @@ def sanitize_key(text: str) -> str:
     return key
 
 
-def _unique_keys(sources: list[str], keys: list[str]) -> list[str]:
+def unique_keys(sources: list[str], keys: list[str]) -> list[str]:
     """Keys that collide after sanitising get a hash of their source appended (deterministically)."""
     seen: dict[str, int] = {}
     for k in keys:
@@ -65,7 +104,7 @@ def _unique_keys(sources: list[str], keys: list[str]) -> list[str]:
             hashlib.sha1(s.encode()).hexdigest()[:8] for s, k in zip(sources, keys)]
 
 
-def _list_videos(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+def list_videos(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """Videos under root, sorted (symbolic links followed, loops cut), and (source, reason) problems."""
     videos, problems, seen, stack = [], [], set(), [root]
     while stack:
@@ -102,10 +141,7 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 def _class_folders(root: Path) -> list[str]:
     """The folder names under a UCF-101 root (every split sees the same classes, so the same labels)."""
-    try:
-        return sorted(d.name for d in root.iterdir() if d.is_dir())
-    except OSError:
-        return []
+    return [p.name for p in _subfolders(root)]
 
 
 def _source(path: Path, root: Path) -> str:
@@ -124,11 +160,16 @@ def _read_split(lists: Path, split: str) -> list[str]:
 def collect_inputs(src: Path, split: str | None) -> InputSet:
     """All input videos under SRC, sorted by path; `split` names a UCF101 list (e.g. trainlist01)."""
     ucf = find_ucf_layout(src)
+    splits = split_folders(src) if ucf is None else []
+    if splits:
+        raise ValueError(f"{src}: holds the split folders {', '.join(s + '/' for s in splits)} of a Kinetics-style "
+                         f"download, not classes; give --subset {splits[0]} to shard one split")
     if ucf is None:
         if split:
-            raise FileNotFoundError(f"{src}: --split needs a UCF101 tree (UCF-101/ beside ucfTrainTestlist/)")
+            raise FileNotFoundError(f"{src}: --split needs a UCF101 tree (ucfTrainTestlist/ beside or inside SRC, "
+                                    "next to the folder of class folders)")
         root = src
-        paths, problems = _list_videos(src)
+        paths, problems = list_videos(src)
         rel = [p.relative_to(root).as_posix() for p in paths]
         classes = sorted({r.split("/")[0] for r in rel if "/" in r})
         keys = [sanitize_key(r.rsplit(".", 1)[0].replace("/", "__")) for r in rel]
@@ -137,7 +178,7 @@ def collect_inputs(src: Path, split: str | None) -> InputSet:
         root, lists = ucf
         if split and lists is None:
             raise FileNotFoundError(f"{src}: --split given but there is no ucfTrainTestlist/ folder")
-        paths, problems = _list_videos(root)
+        paths, problems = list_videos(root)
         if split:
             wanted = _read_split(lists, split)
             have = {p.relative_to(root).as_posix(): p for p in paths}
@@ -154,7 +195,7 @@ def collect_inputs(src: Path, split: str | None) -> InputSet:
         else:
             classes = _class_folders(root)
         keys = [sanitize_key(Path(r).stem) for r in rel]
-    keys = _unique_keys(rel, keys)
+    keys = unique_keys(rel, keys)
     label = {c: i for i, c in enumerate(classes)}
     videos = [VideoInput(p, r, k, c, label.get(c, -1)) for p, r, k, c in zip(paths, rel, keys, class_of)]
     return InputSet(videos, classes, problems)

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
-from tools.sharding.process_tree import init_worker
+from siammae_common.process_tree import init_worker
 
 J = TypeVar("J")
 R = TypeVar("R")

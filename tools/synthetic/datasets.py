@@ -10,7 +10,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import scipy.io
 from PIL import Image
@@ -74,6 +73,8 @@ def make_video(spec: VideoSpec) -> int:
 
 def _write_ucf(spec: VideoSpec, scene, rng: np.random.Generator) -> None:
     """An mpeg4 AVI (like UCF101's DivX files), optionally with an audio track."""
+    import imageio_ffmpeg  # here, not at the top: the other sets need no ffmpeg (a GPU machine may lack it)
+
     out = Path(spec.root) / "UCF-101" / spec.name
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",

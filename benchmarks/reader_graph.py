@@ -1,8 +1,7 @@
-"""The in-graph variant: `fn.readers.webdataset` reads whole clips and the pair is chosen inside DALI.
-
-Kept for comparison (`LoaderConfig.source="reader"`, and the benchmark's `dali_cpu_reader` row): it
-needs no Python at all per batch, but the reader copies every clip's whole `.frames` blob to use two
-frames, so its bytes per pair are about n_frames / 2 times the pair's own JPEG bytes.
+"""The benchmark's own in-graph reader (the `dali_cpu_reader` row, for comparison only; the loader has no
+such variant): `fn.readers.webdataset` reads whole clips and the pair is chosen inside DALI. It needs no
+Python per batch, but it copies every clip's whole `.frames` blob to use two frames, so its bytes per pair
+are about n_frames / 2 times the pair's own JPEG bytes.
 """
 
 from __future__ import annotations
@@ -16,26 +15,21 @@ from nvidia.dali import fn, pipeline_def, types
 from pipeline.dali_graph import GraphSpec, augment, decode_frame
 from pipeline.shard_format import FRAMES_EXT, OFFSETS_EXT
 
-READER_NAME = "Reader"
 
-
-def reader_pair_graph(tars: list[Path], indexes: list[Path], spec: GraphSpec, *, shard_id: int,
-                      num_shards: int, seed: int) -> tuple[Any, ...]:
-    """(f1 [B,3,S,S], f2 [B,3,S,S], debug [B, 3] = (n_frames, i, j) of each pair's clip) with one pair per
-    clip read, all inside the graph; decoded and augmented by the same functions as the main graph."""
+def reader_pair_graph(tars: list[Path], indexes: list[Path], spec: GraphSpec, *, seed: int) -> tuple[Any, ...]:
+    """(f1 [B,3,S,S], f2 [B,3,S,S]) with one pair per clip read, all inside the graph; decoded and
+    augmented by the loader's own functions."""
     s = spec.sampling
     blob, offs = fn.readers.webdataset(
         paths=[str(t) for t in tars], index_paths=[str(i) for i in indexes], ext=[FRAMES_EXT, OFFSETS_EXT],
         missing_component_behavior="error", random_shuffle=True, initial_fill=256, seed=seed,
-        shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, stick_to_shard=False,
-        prefetch_queue_depth=spec.decoder.prefetch_queue_depth, name=READER_NAME)
+        pad_last_batch=True, prefetch_queue_depth=spec.decoder.prefetch_queue_depth)
     offs = fn.cast(fn.reinterpret(offs, dtype=types.UINT32), dtype=types.INT64)   # n + 1 entries
     n = fn.cast(offs.shape()[0], dtype=types.INT64) - 1
     hi = dmath.min(n - 1, s.gap_max)
     lo = dmath.min(hi, s.gap_min)
     u = fn.random.uniform(range=[0.0, 1.0])
-    gap = lo + fn.cast(dmath.floor(u * fn.cast(hi - lo + 1, dtype=types.FLOAT)), dtype=types.INT64)
-    gap = dmath.min(gap, hi)
+    gap = dmath.min(lo + fn.cast(dmath.floor(u * fn.cast(hi - lo + 1, dtype=types.FLOAT)), dtype=types.INT64), hi)
     u2 = fn.random.uniform(range=[0.0, 1.0])
     i = dmath.min(fn.cast(dmath.floor(u2 * fn.cast(n - gap, dtype=types.FLOAT)), dtype=types.INT64),
                   n - gap - 1)
@@ -48,17 +42,15 @@ def reader_pair_graph(tars: list[Path], indexes: list[Path], spec: GraphSpec, *,
     # random_crop_generator gives the window as (y, x) and (h, w)
     d1 = decode_frame(f1, anchor, shape, spec, axis_names="HW")
     d2 = decode_frame(f2, anchor, shape, spec, axis_names="HW")
-    debug = fn.stack(fn.cast(n, dtype=types.INT64), i, j)
-    if spec.decode_only:
-        return d1, d2, debug
-    return augment(d1, flip, spec), augment(d2, flip, spec), debug
+    return augment(d1, flip, spec), augment(d2, flip, spec)
 
 
 def build_reader_pipeline(tars: list[Path], indexes: list[Path], spec: GraphSpec, batch_size: int, *,
-                          shard_id: int, num_shards: int, seed: int, device_id: int | None) -> Any:
+                          seed: int, device_id: int | None) -> Any:
+    """A built pipeline around `reader_pair_graph`."""
     @pipeline_def(enable_conditionals=False)
     def _pipe():
-        return reader_pair_graph(tars, indexes, spec, shard_id=shard_id, num_shards=num_shards, seed=seed)
+        return reader_pair_graph(tars, indexes, spec, seed=seed)
 
     pipe = _pipe(batch_size=batch_size, num_threads=spec.decoder.num_threads, device_id=device_id,
                  seed=seed, prefetch_queue_depth=spec.decoder.prefetch_queue_depth, exec_dynamic=True)
