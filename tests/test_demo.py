@@ -3,6 +3,7 @@ closing line says, and a resumable end-to-end run on tiny data."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from model.config import model_config
-from tools.demo_eval import plan_jobs
-from tools.demo_report import closing_line
+from tools.demo_eval import job_key, plan_jobs
+from tools.demo_report import closing_line, median_sequence
 
 
 def test_view2_grid_is_the_training_grid_made_half_as_wide_again_and_view3_runs_on_the_first_sequences():
@@ -44,6 +45,10 @@ def test_closing_line_says_what_the_trained_encoder_beat_and_what_it_did_not():
     line = closing_line(_views(trained=0.40, pixels=0.35, copy_f1=0.3))
     beat, lost = line.split("**It did not beat**")
     assert "pixels" in beat and "copying f1" in lost
+    line = closing_line(_views(trained=0.40, pixels=0.35, copy_f1=0.5))
+    assert "did not beat" not in line and line.endswith("It lost to nothing it was compared with.")
+    line = closing_line(_views(trained=0.20, pixels=0.35, copy_f1=0.3))
+    assert line.startswith("**The trained encoder beat nothing.**") and "copying f1" in line
 
 
 @pytest.mark.slow
@@ -64,9 +69,27 @@ def test_demo_evaluation_writes_the_report_and_a_rerun_keeps_every_propagation(s
     assert set(views["propagation"]) == {f"view2/{n}" for n in
                                          ("trained", "random-init-0", "random-init-1", "random-init-2", "pixels")}
     report = (tmp_path / "eval" / "report.md").read_text()
-    assert "**The trained encoder beat**" in report and "predict each patch's mean" in report
+    assert "**The trained encoder beat" in report and "predict each patch's mean" in report
     for png in ("loss.png", "reconstruction.png", "overlay-view2.png"):
         assert (tmp_path / "eval" / png).stat().st_size > 0
     second = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, cwd=repo)
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stderr.count("(kept)") == 5
+
+
+def test_the_overlay_shows_the_median_sequence_not_the_best():
+    per_object = {"a_1": {"J": 0.9, "F": 0.9}, "b_1": {"J": 0.1, "F": 0.1}, "c_1": {"J": 0.5, "F": 0.4},
+                  "c_2": {"J": 0.6, "F": 0.5}, "d_1": {"J": 0.3, "F": 0.3}}
+    assert median_sequence(per_object) == "d"          # means: b 0.1, d 0.3, c 0.5, a 0.9 -> lower middle
+    assert median_sequence({k: v for k, v in per_object.items() if k != "b_1"}) == "c"
+
+
+def test_a_kept_trained_propagation_is_found_whichever_way_the_checkpoint_is_named(tmp_path, monkeypatch):
+    checkpoint = tmp_path / "run" / "checkpoints" / "latest.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"x")
+    config = model_config("vit_nano_patch16")
+    job = plan_jobs(config, ["s0"], view3_sequences=0)[0]
+    job = dataclasses.replace(job, features="trained")
+    monkeypatch.chdir(tmp_path)
+    assert job_key(job, config, checkpoint) == job_key(job, config, Path("run/checkpoints/latest.pt"))

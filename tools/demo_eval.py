@@ -89,7 +89,7 @@ def job_key(job: Job, config, checkpoint: Path) -> dict:
     key = {"settings": job.settings.to_dict(), "sequences": list(job.sequences), "model": config.to_dict()}
     if job.features == "trained":
         stat = checkpoint.stat()
-        key["checkpoint"] = {"path": str(checkpoint), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        key["checkpoint"] = {"path": str(checkpoint.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     return json.loads(json.dumps(key))               # tuples as lists, as read back from JSON
 
 

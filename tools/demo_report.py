@@ -18,9 +18,9 @@ from siammae_common.atomic import atomic_write, write_text_atomic
 
 VIEW_TITLES = {"view2": "toy scale", "view3-native": "frames' own size", "view3-protocol": "full cropmae (480x880)"}
 WHY_UNTRAINED_IS_STRONG = (
-    "An untrained ViT is hard to beat at these sizes: its features are the raw pixels behind a random "
-    "projection, plus the sin-cos position prior and LayerNorm, which on these frames already propagate "
-    "labels well, while the toy learned its features on a patch grid of {grid}; the paper-scale protocol "
+    "Margins are small at these sizes because an untrained ViT is a strong baseline there: its features "
+    "are the raw pixels behind a random projection, plus the sin-cos position prior and LayerNorm, which on "
+    "these frames already propagate labels well, while the toy learned its features on a patch grid of {grid}; the paper-scale protocol "
     "needs a real run (a GPU, real video, a ViT-S trained for hundreds of epochs).")
 
 
@@ -74,8 +74,8 @@ def closing_line(views: dict) -> str:
             if key.startswith(view + "/") and name != "trained":
                 margin = trained - m["J&F-Mean"]
                 (beat if margin > 0 else lost).append(f"{_label(name)} at {title} ({margin:+.3f} J&F)")
-    return (f"**The trained encoder beat** {'; '.join(beat) or 'nothing'}. "
-            f"**It did not beat** {'; '.join(lost) or 'anything it was compared with'}.")
+    won = f"**The trained encoder beat** {'; '.join(beat)}." if beat else "**The trained encoder beat nothing.**"
+    return won + (f" **It did not beat** {'; '.join(lost)}." if lost else " It lost to nothing it was compared with.")
 
 
 def reconstruction_png(checkpoint: Path, davis_root: Path, gap_range: tuple[int, int], path: Path) -> None:
@@ -94,6 +94,16 @@ def reconstruction_png(checkpoint: Path, davis_root: Path, gap_range: tuple[int,
         Image.fromarray(image).save(f, format="PNG")
 
 
+def median_sequence(per_object: dict[str, dict[str, float]]) -> str:
+    """The sequence whose mean (J + F) / 2 over its objects is the median of the set (the lower middle
+    for an even count): a representative example for a figure, neither the best nor the worst."""
+    scores: dict[str, list[float]] = {}
+    for obj, m in per_object.items():
+        scores.setdefault(obj.rsplit("_", 1)[0], []).append((m["J"] + m["F"]) / 2)
+    ranked = sorted(scores, key=lambda seq: (sum(scores[seq]) / len(scores[seq]), seq))
+    return ranked[(len(ranked) - 1) // 2]
+
+
 def write_figures(views: dict, checkpoint: Path, davis_root: Path, out: Path) -> dict[str, str]:
     """Loss curve, reconstruction grid, and one propagation overlay per view; names relative to OUT."""
     run_dir = checkpoint.parent.parent
@@ -104,7 +114,7 @@ def write_figures(views: dict, checkpoint: Path, davis_root: Path, out: Path) ->
         names = [k.split("/", 1)[1] for k, _ in sorted(views["propagation"].items(), key=_order)
                  if k.startswith(view + "/")]
         if names:
-            sequence = views["propagation"][f"{view}/trained"]["key"]["sequences"][0]
+            sequence = median_sequence(views["propagation"][f"{view}/trained"]["per_object"])
             seq = open_davis(davis_root, sequences=[sequence])[0]
             figures[view] = out / f"overlay-{view}.png"
             write_overlay(seq, {_label(n): out / view / n for n in names}, figures[view])
@@ -133,6 +143,8 @@ def write_report(views: dict, checkpoint: Path, davis_root: Path, out: Path) -> 
         "Random init: the same architecture and settings, untrained."),
         propagation_table(results, "view2"),
         f"![propagated masks]({figures['view2']})",
+        (f"The overlay shows {median_sequence(results['view2/trained']['per_object'])}, the sequence in the "
+         "middle of the trained encoder's per-sequence J&F (neither its best nor its worst)."),
     ]
     if "view3-native/trained" in results:
         names = ", ".join(views["view3_sequences"])
