@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from ablation.figures import latest_reconstruction, loss_curve
 from ablation.grid import AblationRun, Schedule
@@ -13,8 +17,10 @@ from evaluation.compare import write_overlay
 from evaluation.davis import run_davis
 from evaluation.davis_io import open_davis
 from evaluation.features import FeatureExtractor, PixelFeatures, checkpoint_features, random_init_features
+from evaluation.hidden_patch import PairSpec, held_out_pairs, hidden_patch_errors
 from evaluation.propagation import PropagationSettings
 from evaluation.report import write_json_atomic
+from model.checkpoint import load_model
 from model.config import model_config
 from model.run_folder import start_fields
 from model.train import train
@@ -22,6 +28,7 @@ from model.train_config import TrainConfig
 from siammae_common.console import info
 
 SCORE_KEYS = ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "F-Recall", "J-Decay", "F-Decay")
+UNTRAINED_SEEDS = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,8 @@ def train_config(setup: AblationSetup, run: AblationRun) -> TrainConfig:
         shards=setup.shards, out=setup.out / run.name, model=schedule.model, encoder=run.encoder,
         decoder=run.decoder, mask_ratio=run.mask_ratio, input_size=schedule.input_size,
         batch_size=schedule.batch_size, epochs=run.epochs, warmup_epochs=schedule.warmup_epochs,
-        blr=schedule.blr, pairs_per_clip=schedule.pairs_per_clip, seed=run.seed, device=setup.device,
+        blr=schedule.blr, pairs_per_clip=schedule.pairs_per_clip, gap_min=schedule.gap_range[0],
+        gap_max=schedule.gap_range[1], crop_scale=schedule.crop_scale, seed=run.seed, device=setup.device,
         loader=setup.loader, save_every=1, log_every=1, recon_every=10**9, **start_fields(setup.out / run.name))
 
 
@@ -71,7 +79,7 @@ def _is_main() -> bool:
 def run_grid(setup: AblationSetup, runs: list[AblationRun], results: dict, results_path: Path) -> dict:
     """Train what is not trained yet, evaluate what is not evaluated yet, and record both."""
     if _is_main() and not results.get("baselines"):
-        info("evaluating the baselines: a random-init encoder and raw pixels")
+        info("evaluating the baselines: random-init encoders (seeds 0, 1, 2) and raw pixels")
         results["baselines"] = evaluate_baselines(setup)
         _save(results, results_path)
     for number, run in enumerate(runs, start=1):
@@ -104,20 +112,41 @@ def score_on_davis(setup: AblationSetup, extractor: FeatureExtractor, out: Path)
 
 
 def evaluate(setup: AblationSetup, run: AblationRun, epoch: int) -> dict:
-    """Label propagation on DAVIS with the checkpoint of `epoch`; the davis-score numbers."""
-    extractor = checkpoint_features(checkpoint_at(setup, run, epoch), setup.settings.device)
-    return score_on_davis(setup, extractor, setup.out / run.name / f"eval-epoch{epoch:04d}")
+    """Label propagation on DAVIS with the checkpoint of `epoch` (the davis-score numbers), and view 1: the
+    error on f2's hidden patches of held-out pairs, beside copying f1 and predicting the mean."""
+    checkpoint = checkpoint_at(setup, run, epoch)
+    with _evaluation_threads(setup.settings.device):
+        scores = score_on_davis(setup, checkpoint_features(checkpoint, setup.settings.device),
+                                setup.out / run.name / f"eval-epoch{epoch:04d}")
+        model, config = load_model(checkpoint)
+        spec = PairSpec(crop=0, size=config.input_size, gap_range=setup.schedule.gap_range)
+        scores["hidden_patch"] = hidden_patch_errors(model, *held_out_pairs(setup.davis_root, spec)).to_dict()
+    return scores
 
 
 def evaluate_baselines(setup: AblationSetup) -> dict[str, dict]:
-    """Random-init encoder (the grid's model size) and raw-pixel features, with the same settings."""
+    """Random-init encoders of the grid's architecture (seeds 0, 1, 2) and raw-pixel features, with the same
+    settings: every trained row is read against them."""
     schedule = setup.schedule
     model_cfg = model_config(schedule.model, input_size=schedule.input_size)
-    extractors = {"random_init": random_init_features(config=model_cfg, seed=schedule.seed,
-                                                      device=setup.settings.device),
-                  "pixels": PixelFeatures(model_cfg.patch_size, "flatten")}
-    return {name: score_on_davis(setup, extractor, setup.out / "baselines" / name)
-            for name, extractor in extractors.items()}
+    extractors = {f"random_init_{seed}": lambda seed=seed: random_init_features(
+        config=model_cfg, seed=seed, device=setup.settings.device) for seed in UNTRAINED_SEEDS}
+    extractors["pixels"] = lambda: PixelFeatures(model_cfg.patch_size, "flatten")
+    with _evaluation_threads(setup.settings.device):
+        return {name: score_on_davis(setup, make(), setup.out / "baselines" / name) for name, make in extractors.items()}
+
+
+@contextmanager
+def _evaluation_threads(device: str) -> Iterator[None]:
+    """One torch thread while propagating on a CPU: its many small operations run several times faster
+    than on two threads of a busy 2-core machine."""
+    before = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def figures(setup: AblationSetup, run: AblationRun) -> dict[str, str]:

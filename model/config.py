@@ -86,6 +86,10 @@ _ENCODERS: dict[str, dict[str, Any]] = {
     # the smallest that trains: committed test fixtures (a whole run folder in ~300 KB)
     "vit_nano_patch8": {"patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2, "input_size": 32,
                         "decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2},
+    "vit_nano_patch16": {"patch_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2, "input_size": 64,
+                         "decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2},
+    "vit_pico_patch16": {"patch_size": 16, "embed_dim": 48, "depth": 2, "num_heads": 3, "input_size": 128,
+                         "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2},
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_ENCODERS)
 

@@ -45,10 +45,10 @@ def _fake_results(runs) -> dict:
 def test_tables_follow_the_report_layout_and_quote_its_numbers():
     runs = build_grid("all", Schedule())
     results = _fake_results(runs)
-    encdec = encoder_decoder_table(results, runs, Schedule().epochs).splitlines()
+    encdec = encoder_decoder_table(results, runs, Schedule().epochs, Schedule().mask_ratio).splitlines()
     assert len(encdec) == 2 + len(reference.ENCODER_DECODER)
     siam_cross = next(line for line in encdec if line.startswith("| Siamese | Cross |"))
-    assert "45.4 | 41.6 | 49.2" in siam_cross and "siamese-cross-m95-e5" in siam_cross
+    assert "45.4 | 41.6 | 49.2" in siam_cross and "siamese-cross-m75-e60" in siam_cross
     masks = mask_ratio_table(results, runs, Schedule().epochs).splitlines()
     assert [line.split("|")[1].strip() for line in masks[2:]] == ["0.50", "0.75", "0.90", "0.95"]
     epochs = epochs_table(results, runs).splitlines()
@@ -76,10 +76,15 @@ def test_epochs_grid_runs_end_to_end_and_resumes_without_retraining(synthetic_ro
     scores = results["runs"][run_name]["scores"]
     assert set(scores) == {"1", "2"}
     assert all(0.0 <= s["J&F-Mean"] <= 1.0 for s in scores.values())
-    assert set(results["baselines"]) == {"random_init", "pixels"}
+    assert set(results["baselines"]) == {"random_init_0", "random_init_1", "random_init_2", "pixels"}
+    hidden = scores["2"]["hidden_patch"]               # view 1, beside copying f1 and the mean
+    assert 0 < hidden["trained"] and 0 < hidden["copy_f1"] and 0.9 < hidden["mean"] <= 1.0
     assert results["propagation"]["protocol"] == "cropmae" and results["propagation"]["fixed_size"] == [64, 96]
     report = (out / "report.md").read_text()
     assert "Table 1" in report and f"{100 * scores['2']['J&F-Mean']:.1f}" in report
+    best_random = max(v["J&F-Mean"] for k, v in results["baselines"].items() if k.startswith("random_init"))
+    assert f"{100 * (scores['2']['J&F-Mean'] - best_random):+.1f}" in report
+    assert f"{hidden['trained']:.3f} / {hidden['copy_f1']:.3f}" in report
     for figure in results["runs"][run_name]["figures"].values():
         assert (out / figure).is_file()
 

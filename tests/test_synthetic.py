@@ -122,3 +122,26 @@ def test_cli_writes_a_set_and_rejects_bad_sizes(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, tool, str(tmp_path / "t"), "--size", "big"], capture_output=True, check=False,
                          text=True)
     assert bad.returncode == 2 and "WIDTHxHEIGHT" in bad.stderr
+
+
+def _scene(realism):
+    from tools.synthetic.render import random_scene
+    return random_scene(np.random.default_rng(3), 96, 64, 2, object_size=14, speed=0.03, n_frames=6,
+                        distractors=1, realism=realism, effects_seed=(3,))
+
+
+def test_realism_is_off_by_default_and_each_effect_changes_what_it_should():
+    from tools.synthetic.realism import Realism
+    plain = [_scene(Realism()).render(t) for t in (0, 5)]
+    noisy = [_scene(Realism(noise=6)).render(t) for t in (0, 5)]
+    shaded = [_scene(Realism(shading=0.4)).render(t) for t in (0, 5)]
+    bent = [_scene(Realism(deform=0.2)).render(t) for t in (0, 5)]
+    for (frame, ids), (frame_n, ids_n), (frame_s, ids_s) in zip(plain, noisy, shaded):
+        assert np.array_equal(ids, ids_n) and np.array_equal(ids, ids_s)     # noise and light move nothing
+        assert np.abs(frame.astype(int) - frame_n).mean() > 2                 # noise on every pixel
+        inside = (ids_s > 0)
+        assert not np.array_equal(frame[inside], frame_s[inside])            # shading on the objects ...
+    assert not np.array_equal(plain[1][1], bent[1][1])                         # bending moves the outline
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain, [_scene(Realism()).render(t) for t in (0, 5)]))
+    # the same seed and frame give the same noise
+    assert np.array_equal(noisy[1][0], _scene(Realism(noise=6)).render(5)[0])

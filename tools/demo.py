@@ -1,7 +1,7 @@
-"""The end-to-end demo behind `make demo`: synthetic clips → shards → training → evaluation.
+"""The end-to-end demo behind `make demo`: synthetic clips → shards → training → what SiamMAE learned.
 
 Every step is skipped or resumed when its output already exists, so a second run is fast.
-Run by path: `python tools/demo.py [--fresh]`.
+Run by path: `python tools/demo.py [--fresh]`; docs/demo.md explains the three views it reports.
 """
 
 from __future__ import annotations
@@ -10,29 +10,32 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from model.run_folder import start_fields
-from siammae_common.cli_types import COUNT, OneLineCommand
+from siammae_common.cli_types import COUNT, NATURAL, OneLineCommand
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-# The demo's synthetic set: 100 short training clips (20 classes x 5) rather than 12 long ones, so a
-# few minutes of training do not memorise a dozen textures; 160x120 training frames, so that 64-px
-# crops see objects at about the scale they have in the DAVIS frames at native size; 10 DAVIS
-# sequences rather than 3, since per-sequence J&F differs by up to 0.2 between extractors.
-SYNTHETIC_OPTIONS = ["--davis-seqs", "10", "--classes", "20", "--clips", "5", "--frames", "40-80",
-                     "--size", "160x120", "--object-size", "0.25", "--davis-object-size", "0.12"]
+# The demo's synthetic set: 100 short training clips (20 classes x 5) at 160x120, and 32 DAVIS-layout
+# sequences at 428x240 to evaluate on (enough objects, 64, to tell 0.03 J&F apart). Objects are a quarter
+# of the short side in both, so the training crops and the evaluation's input see them at one scale;
+# the seed is one no recipe was tuned on (the recipe was chosen on sets of seeds 102 and 103).
+SYNTHETIC_OPTIONS = ["--seed", "5", "--sets", "ucf,davis", "--classes", "20", "--clips", "5", "--frames", "40-80",
+                     "--size", "160x120", "--object-size", "0.25", "--davis-seqs", "32", "--davis-object-size", "0.25",
+                     "--shading", "0.4", "--deform", "0.15", "--noise", "6"]
 
 
-# The demo's training recipe. The default schedule (blr 1.5e-4 -> lr 1.9e-5 at batch 32, 40 warmup
-# epochs) is made for long runs; a short CPU run needs a high peak and a short warmup.
-TRAIN_OPTIONS = ["--model", "vit_micro_patch16", "--input-size", "64", "--batch-size", "32", "--device", "cpu",
-                 "--lr", "1e-3", "--warmup-steps", "50", "--pairs-per-clip", "8", "--log-every", "100"]
+# The demo's training recipe (docs/demo.md: how it was chosen). A short CPU run needs a high peak lr
+# and a short warmup; crops of most of the frame put the objects at the scale the evaluation sees.
+TRAIN_OPTIONS = ["--model", "vit_nano_patch16", "--input-size", "128", "--batch-size", "32", "--device", "cpu",
+                 "--lr", "3e-3", "--warmup-steps", "50", "--mask-ratio", "0.75", "--gap-min", "2", "--gap-max", "12",
+                 "--crop-scale", "0.6,1.0", "--pairs-per-clip", "8", "--log-every", "100"]
 
 
 def reset_stale_outputs(stamp: Path, wanted: dict, data: Path, shards: Path, run_dir: Path) -> None:
@@ -54,15 +57,6 @@ def start_options(run_dir: Path) -> list[str]:
     return [flag] if value is True else [flag, str(value)]
 
 
-def verdict(metrics_path: Path) -> str:
-    """One line: does the trained encoder beat the untrained one (and raw pixels) on J&F?"""
-    scores = {name: m["J&F-Mean"] for name, m in json.loads(metrics_path.read_text()).items()}
-    trained, random_init, pixels = scores["trained"], scores["random_init"], scores["pixels"]
-    beats = "beats" if trained > random_init else "does NOT beat"
-    return (f"J&F: the trained encoder ({trained:.3f}) {beats} the random-init encoder ({random_init:.3f}) "
-            f"by {trained - random_init:+.3f}; raw pixels: {pixels:.3f}")
-
-
 def run_step(title: str, argv: list[str]) -> None:
     """Run one stage as its own process, exactly as a user would type it; stop the demo if it fails."""
     click.secho(f"\n== {title}", bold=True, err=True)
@@ -78,21 +72,25 @@ def run_step(title: str, argv: list[str]) -> None:
 @click.option("--shards", type=click.Path(path_type=Path), default=ROOT / "shards" / "demo",
               show_default=True, help="Where the demo's shards are written.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), default=ROOT / "runs" / "demo",
-              show_default=True, help="Training run folder (checkpoints, logs, evaluation).")
+              show_default=True, help="Training run folder (checkpoints, logs, evaluation in RUN/eval).")
 @click.option("--steps", type=COUNT, default=1500, show_default=True,
-              help="Training steps (1500: about 2-3 minutes on 2 CPU cores).")
+              help="Training steps (1500: about 2 minutes on 2 CPU cores).")
+@click.option("--view3-sequences", type=NATURAL, default=2, show_default=True,
+              help="Sequences evaluated at the frames' own size and at 480x880 (minutes each on a CPU).")
 @click.option("--loader", type=click.Choice(["dali", "wds"]), default="dali", show_default=True)
 @click.option("--fresh", is_flag=True, help="Delete the demo's outputs first and start over.")
-def main(data: Path, shards: Path, run_dir: Path, steps: int, loader: str, fresh: bool) -> None:
-    """Synthetic clips → shards → SiamMAE training → label-propagation evaluation, on CPU."""
+def main(data: Path, shards: Path, run_dir: Path, steps: int, view3_sequences: int, loader: str, fresh: bool) -> None:
+    """Synthetic clips -> shards -> SiamMAE training -> what it learned, in three views (CPU, ~5 minutes).
+
+    Every step keeps or resumes what an earlier run made with the same options."""
     if fresh:
         for path in (data, shards, run_dir):
             shutil.rmtree(path, ignore_errors=True)
-    py = sys.executable
+    py, start = sys.executable, time.perf_counter()
     stamp = ROOT / "runs" / "demo-options.json"
     wanted = {"synthetic": SYNTHETIC_OPTIONS, "train": [*TRAIN_OPTIONS, "--max-steps", str(steps), "--loader", loader]}
     reset_stale_outputs(stamp, wanted, data, shards, run_dir)
-    if not (data / "UCF-101").is_dir():
+    if not (data / "UCF-101").is_dir() or not (data / "DAVIS").is_dir():
         run_step("1/4 synthetic video set", [py, "tools/make_synthetic.py", data, *SYNTHETIC_OPTIONS])
     else:
         click.echo(f"\n== 1/4 synthetic video set: {data} exists, kept", err=True)
@@ -102,16 +100,13 @@ def main(data: Path, shards: Path, run_dir: Path, steps: int, loader: str, fresh
              [py, "tools/make_shards.py", data, "--out", shards])
     run_step("3/4 SiamMAE training (a rerun resumes from its checkpoint)",
              [BIN / "siammae-train", "--shards", shards, "--out", run_dir, *wanted["train"], *start_options(run_dir)])
-    checkpoint, metrics = run_dir / "checkpoints" / "latest.pt", run_dir / "eval" / "metrics.json"
-    if metrics.is_file() and metrics.stat().st_mtime > checkpoint.stat().st_mtime:
-        click.echo(f"\n== 4/4 evaluation: {metrics} is newer than the checkpoint, kept", err=True)
-    else:
-        run_step("4/4 label propagation on the synthetic DAVIS set: trained vs random init vs pixels",
-                 [BIN / "siammae-eval", "compare", "--checkpoint", checkpoint, "--davis-root", data / "DAVIS",
-                  "--out", run_dir / "eval"])
-    click.secho(f"\n{verdict(metrics)}", bold=True, err=True)
-    click.secho(f"Demo finished. Run folder: {run_dir}  (report: {run_dir / 'eval' / 'report.md'}; "
-                f"tensorboard --logdir {run_dir})", bold=True, err=True)
+    run_step("4/4 what it learned: hidden patches, then label propagation against untrained encoders and pixels",
+             [py, "tools/demo_eval.py", "--checkpoint", run_dir / "checkpoints" / "latest.pt",
+              "--davis-root", data / "DAVIS", "--out", run_dir / "eval", "--view3-sequences", str(view3_sequences)])
+    report = run_dir / "eval" / "report.md"
+    click.echo("\n" + report.read_text(), err=True)
+    click.secho(f"Demo finished in {time.perf_counter() - start:.0f} s. Report: {report} (figures beside it); "
+                f"tensorboard --logdir {run_dir}", bold=True, err=True)
 
 
 if __name__ == "__main__":

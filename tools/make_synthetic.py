@@ -25,6 +25,7 @@ import numpy as np
 from siammae_common.cli_types import COUNT, NON_NEGATIVE, SEED, OneLineCommand, finite
 from siammae_common.console import UserError, info, progress
 from tools.synthetic.datasets import CLASS_NAMES, JHMDB_ACTIONS, VideoSpec, make_video
+from tools.synthetic.realism import Realism
 
 SETS = ("ucf", "davis", "jhmdb", "vip")
 _SET_IDS = {name: i for i, name in enumerate(SETS)}
@@ -57,6 +58,9 @@ class SyntheticConfig:
     distractors: int = 1                        # most unlabelled look-alikes per video (0..this, by index)
     ucf_object_size: float = 0.16               # object radius, fraction of the frame's short side
     davis_object_size: float = 0.16
+    shading: float = 0.0                        # every set: tools.synthetic.realism (0 = off)
+    deform: float = 0.0
+    noise: float = 0.0
 
 
 def ucf_clip_names(n_clips: int) -> list[tuple[int, int]]:
@@ -82,7 +86,7 @@ def plan(out: Path, cfg: SyntheticConfig) -> list[VideoSpec]:
         return (cfg.seed, _SET_IDS[set_name], i)
 
     smooth = cfg.motion == "smooth"
-    motion = {"motion": cfg.motion}
+    motion = {"motion": cfg.motion, "realism": Realism(cfg.shading, cfg.deform, cfg.noise)}
     if "ucf" in cfg.sets:
         for c, cls in enumerate(CLASS_NAMES[:cfg.ucf_classes]):
             # classes differ in motion speed (smooth: the original 0.03..0.07 rad / frame)
@@ -221,6 +225,12 @@ def _range(value: str) -> tuple[int, int]:
               help="UCF object radius, fraction of the short side.")
 @click.option("--davis-object-size", type=finite(0.02, 0.5), default=0.16, show_default=True,
               help="DAVIS object radius, fraction of the short side.")
+@click.option("--shading", type=finite(0, 0.9), default=0.0, show_default=True,
+              help="Light falling across each object from a turning direction: brightness swing (0.3 = +-30%).")
+@click.option("--deform", type=finite(0, 0.5), default=0.0, show_default=True,
+              help="Objects bend and flex: amplitude as a fraction of their radius.")
+@click.option("--noise", type=finite(0, 50), default=0.0, show_default=True,
+              help="Sensor noise, new every frame: standard deviation in 8-bit levels.")
 @click.option("--num-workers", "--workers", "workers", type=COUNT, default=None, help="Processes (default: all cores).")
 def main(out: Path, workers: int | None, sets: str, **opts) -> None:
     """Write a synthetic UCF101 / DAVIS-2017 / JHMDB / VIP set under OUT."""

@@ -15,6 +15,7 @@ import scipy.io
 from PIL import Image
 
 from evaluation.dataset_io import write_id_png
+from tools.synthetic.realism import NO_REALISM, Realism
 from tools.synthetic.render import random_scene
 
 CLASS_NAMES = [
@@ -48,6 +49,7 @@ class VideoSpec:
     motion: str = "wander"        # "wander" (bursts, turns, crossings) | "smooth" (gentle Lissajous paths)
     distractors: int = 0          # unlabelled look-alikes of the labelled objects (wander only)
     object_size: float = 0.16     # object radius, fraction of the short side
+    realism: Realism = NO_REALISM  # shading, bending, sensor noise (all off by default)
 
 
 def scene_for(spec: VideoSpec, rng: np.random.Generator):
@@ -56,7 +58,8 @@ def scene_for(spec: VideoSpec, rng: np.random.Generator):
     return random_scene(rng, spec.width, spec.height, spec.n_objects, speed=spec.speed,
                         object_size=min(spec.width, spec.height) * spec.object_size,
                         n_frames=spec.n_frames if wander else None,
-                        distractors=spec.distractors if wander else 0, pan_speed=1.5 if wander else 0.6)
+                        distractors=spec.distractors if wander else 0, pan_speed=1.5 if wander else 0.6,
+                        realism=spec.realism, effects_seed=spec.seed)
 
 
 def make_video(spec: VideoSpec) -> int:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from tools.synthetic.realism import NO_REALISM, ObjectEffects, Realism, add_noise, bend, draw_effects, shade
+
 
 def value_noise(rng: np.random.Generator, height: int, width: int, octaves: int = 4,
                 base_cells: int = 4) -> np.ndarray:
@@ -76,6 +78,7 @@ class MovingObject:
     gain_omega: float = 0.0
     gain_phase: float = 0.0
     labelled: bool = True             # False: a distractor, drawn but labelled as background
+    effects: ObjectEffects | None = None   # shading and bending (tools.synthetic.realism), None: flat and rigid
 
     def pose(self, t: float) -> tuple[np.ndarray, float, float]:
         """(centre [2], scale, angle) at frame t."""
@@ -131,7 +134,8 @@ def wander_path(rng: np.random.Generator, start: np.ndarray, n_frames: int, boun
 
 
 def random_object(rng: np.random.Generator, width: int, height: int, size: float, speed: float,
-                  n_frames: int | None = None, colours: tuple[np.ndarray, np.ndarray] | None = None) -> MovingObject:
+                  n_frames: int | None = None, colours: tuple[np.ndarray, np.ndarray] | None = None,
+                  realism: Realism = NO_REALISM, effects_rng: np.random.Generator | None = None) -> MovingObject:
     """An object of roughly `size` pixels radius, starting well inside the frame.
 
     n_frames None: the smooth Lissajous path, `speed` in rad / frame. Otherwise a wandering track of that
@@ -155,6 +159,7 @@ def random_object(rng: np.random.Generator, width: int, height: int, size: float
         obj.scale_amp, obj.scale_omega = rng.uniform(0.15, 0.35), rng.uniform(0.03, 0.1)
         obj.spin = rng.uniform(-0.03, 0.03)
         obj.gain_amp, obj.gain_omega, obj.gain_phase = rng.uniform(0.1, 0.3), rng.uniform(0.05, 0.2), rng.uniform(0, 6.3)
+    obj.effects = draw_effects(effects_rng or rng, realism, max(rx, ry))
     return obj
 
 
@@ -169,6 +174,8 @@ class Scene:
     objects: list[MovingObject]
     gain_amp: float
     gain_omega: float
+    noise: float = 0.0                # sensor noise (8-bit levels), drawn from (noise_seed, t)
+    noise_seed: tuple[int, ...] = ()
 
     def render(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame t: (RGB [H, W, 3] uint8, ids [H, W] uint8: 0 = background, k = the k-th labelled object)."""
@@ -182,7 +189,8 @@ class Scene:
             k += obj.labelled
             self._draw(obj, t, frame, ids, k if obj.labelled else 0)
         gain = 1 + self.gain_amp * np.sin(self.gain_omega * t)
-        return np.clip(frame * gain, 0, 255).astype(np.uint8), ids
+        frame = add_noise(frame * gain, self.noise, self.noise_seed, t)
+        return np.clip(frame, 0, 255).astype(np.uint8), ids
 
     def _draw(self, obj: MovingObject, t: int, frame: np.ndarray, ids: np.ndarray, k: int) -> None:
         c, s, a = obj.pose(t)
@@ -195,13 +203,18 @@ class Scene:
         dx, dy = (xx - c[0]) / s, (yy - c[1]) / s                    # inverse of to_image
         u = dx * np.cos(a) + dy * np.sin(a)
         v = -dx * np.sin(a) + dy * np.cos(a)
+        if obj.effects is not None:
+            u, v = bend(u, v, t, obj.effects)
         nu, nv = u / obj.radius_x, v / obj.radius_y
         inside = (nu ** 4 + nv ** 4 <= 1) if obj.box else (nu ** 2 + nv ** 2 <= 1)
         r = obj.texture.shape[0] // 2
         tu = np.clip((u + r).astype(np.int64), 0, 2 * r - 1)
         tv = np.clip((v + r).astype(np.int64), 0, 2 * r - 1)
         region = frame[y0:y1, x0:x1]
-        region[inside] = obj.texture[tv[inside], tu[inside]] * obj.gain(t)
+        light = obj.gain(t)
+        if obj.effects is not None:
+            light = obj.gain(t) * shade(u, v, t, max(obj.radius_x, obj.radius_y), obj.effects)[inside, None]
+        region[inside] = obj.texture[tv[inside], tu[inside]] * light
         ids[y0:y1, x0:x1][inside] = k
 
 
@@ -215,29 +228,35 @@ def _bounce(position: float, span: int) -> int:
 
 def random_scene(rng: np.random.Generator, width: int, height: int, n_objects: int,
                  object_size: float | None = None, speed: float = 0.05, n_frames: int | None = None,
-                 distractors: int = 0, pan_speed: float = 0.6) -> Scene:
+                 distractors: int = 0, pan_speed: float = 0.6, realism: Realism = NO_REALISM,
+                 effects_seed: tuple[int, ...] = ()) -> Scene:
     """A scene whose labelled objects all show in frame 0 (DAVIS counts objects from the first mask).
 
     n_frames None: the original gentle scenes (Lissajous paths, `speed` in rad / frame). With n_frames:
     wandering objects (`speed` = mean fraction of the short side per frame, see random_object), plus
     `distractors` unlabelled objects, each a look-alike (same colours) of a labelled one, at random depths.
+    `realism` adds shading, bending and sensor noise (tools.synthetic.realism), drawn from `effects_seed` apart
+    from everything else, so turning an effect on changes no object's path, colours or texture.
     """
     size = object_size or min(width, height) * 0.16
     pan = rng.uniform(-pan_speed, pan_speed, 2)
     margin = max(64, int(np.ceil(2 * pan_speed * 40)))
     background = colour_texture(rng, height + margin, width + margin, stripes=bool(rng.random() < 0.5))
+    effects_rng = np.random.default_rng([*effects_seed, 11])
     for _ in range(50):
         palettes = [(rng.random(3), rng.random(3)) for _ in range(n_objects)]
-        objects = [random_object(rng, width, height, size * rng.uniform(0.8, 1.3), speed, n_frames, palettes[k])
-                   for k in range(n_objects)]
+        objects = [random_object(rng, width, height, size * rng.uniform(0.8, 1.3), speed, n_frames, palettes[k],
+                                 realism, effects_rng) for k in range(n_objects)]
         for _ in range(distractors):
             c1, c2 = palettes[int(rng.integers(n_objects))]
             twin = (np.clip(c1 + rng.normal(0, 0.05, 3), 0, 1), np.clip(c2 + rng.normal(0, 0.05, 3), 0, 1))
-            extra = random_object(rng, width, height, size * rng.uniform(0.6, 1.1), speed, n_frames, twin)
+            extra = random_object(rng, width, height, size * rng.uniform(0.6, 1.1), speed, n_frames, twin, realism,
+                                  effects_rng)
             extra.labelled = False
             objects.insert(int(rng.integers(len(objects) + 1)), extra)
         scene = Scene(width, height, background, np.abs(pan), objects,
-                      gain_amp=rng.uniform(0.05, 0.2), gain_omega=rng.uniform(0.03, 0.1))
+                      gain_amp=rng.uniform(0.05, 0.2), gain_omega=rng.uniform(0.03, 0.1), noise=realism.noise,
+                      noise_seed=effects_seed)
         _, ids = scene.render(0)
         if all((ids == k).sum() > size * size * 0.5 for k in range(1, n_objects + 1)):
             return scene
