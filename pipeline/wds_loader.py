@@ -35,7 +35,7 @@ from pipeline.epoch_position import EpochPosition
 from pipeline.frame_index import FrameIndex, ShardError
 from pipeline.sampling import EpochPlans
 from pipeline.wds_batches import BatchMaker, MadeBatch, WorkerFailure
-from siammae_common.process_tree import init_worker
+from siammae_common.process_tree import init_spawned_loader_worker
 
 
 class BatchNumbers:
@@ -88,7 +88,7 @@ class WdsPairLoader(EpochPosition):
         loader = wds.WebLoader(stages, batch_size=None, num_workers=cfg.num_workers,
                                pin_memory=cfg.device == "cuda", prefetch_factor=2 if cfg.num_workers else None,
                                multiprocessing_context="spawn" if cfg.num_workers else None,
-                               worker_init_fn=partial(init_worker, os.getpid()) if cfg.num_workers else None)
+                               worker_init_fn=partial(init_spawned_loader_worker, os.getpid()) if cfg.num_workers else None)
         self._stream = iter(loader)
         self._next_batch = start
         self.loader_builds += 1

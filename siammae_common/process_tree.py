@@ -6,7 +6,8 @@ Linux delivers a chosen signal to a process when the thread that created it exit
 that started them (it may have died before the request took effect). Every way siammae starts workers
 uses it, each at the earliest point that runs in the new process:
 
-- a `ProcessPoolExecutor` or a PyTorch `DataLoader`: `init_worker` as its initializer / worker_init_fn;
+- a `ProcessPoolExecutor`: `init_worker` as its initializer; a spawned PyTorch `DataLoader`:
+  `init_spawned_loader_worker` as its worker_init_fn;
 - DALI's parallel external source, spawned: `DieWithParentPickler` as its callback pickler (it
   unpickles the source first thing in the worker);
 - DALI's parallel external source, forked: `forks_die_with_this_process` (a fork hook; DALI takes no
@@ -18,6 +19,7 @@ worker's end of the pipe is closed. On other systems all of this is a no-op.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import functools
@@ -44,6 +46,26 @@ def init_worker(parent_pid: int, *_: object) -> None:
     """A pool initializer / DataLoader worker_init_fn (which also passes the worker id): die with
     `parent_pid`, the process that started the pool."""
     die_with_parent(parent_pid)
+
+
+def init_spawned_loader_worker(parent_pid: int, *_: object) -> None:
+    """A spawned DataLoader worker's worker_init_fn: die with `parent_pid`, and end as a forked worker
+    ends, without the interpreter's teardown.
+
+    A worker told to stop while its queue's feeder thread is still handing a batch over (a loader closed
+    mid-epoch) would otherwise be torn down around that thread, which then unwinds through C++ code and
+    aborts the worker ("terminate called without an active exception", "killed by signal: Aborted").
+    Forked workers never tear down either. The status is always 0: the DataLoader learns of a worker's
+    errors through its queue, and of a worker that is gone by its liveness, never by its exit status.
+    """
+    die_with_parent(parent_pid)
+    atexit.register(_exit_without_teardown)
+
+
+def _exit_without_teardown() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @functools.cache                     # once per process: fork hooks cannot be removed, one is enough

@@ -108,3 +108,29 @@ def test_dali_workers_spawned_with_the_pickler_die_with_their_parent(tmp_path: P
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, f"DALI's spawned workers outlived their parent: {left}"
+
+
+CLOSE_MID_EPOCH = """
+import sys, time
+from pathlib import Path
+from pipeline.config import LoaderConfig
+from pipeline.loader import build_pair_loader
+
+loader = build_pair_loader(LoaderConfig(shards=Path(sys.argv[1]), batch_size=32, kind="wds", num_workers=2))
+batches = iter(loader)
+for _ in range(1):
+    next(batches)
+loader.close()           # mid-epoch: the workers are still making the next batches
+time.sleep(1)
+print("closed cleanly")
+"""
+
+
+def test_a_wds_loader_closed_mid_epoch_stops_its_workers_without_an_abort(tmp_path: Path) -> None:
+    """Spawned workers told to stop while handing batches over used to abort in the interpreter's
+    teardown ("terminate called without an active exception", "killed by signal: Aborted")."""
+    shards = write_coded_shards(tmp_path / "shards", N_FRAMES * 5, height=240, width=320, clips_per_shard=20)
+    done = subprocess.run([sys.executable, "-c", CLOSE_MID_EPOCH, str(shards)], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and "closed cleanly" in done.stdout, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr and "Aborted" not in done.stderr, done.stderr[-2000:]
