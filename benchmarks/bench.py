@@ -32,6 +32,7 @@ from benchmarks.rounds import Runner, format_table, plot, run_rounds, summarise
 from pipeline.config import DecoderConfig, LoaderConfig, PairSamplingConfig
 from pipeline.dataset import ShardDataset
 from pipeline.frame_index import ShardError
+from pipeline.sampling import EpochTooShort, epoch_batches, pairs_per_rank
 from siammae_common.cli_types import FRACTION, POSITIVE, OneLineCommand
 from siammae_common.console import UserError, info, warn
 
@@ -150,6 +151,11 @@ def main(shards: Path, videos: Path | None, json_out: Path | None, plot_out: Pat
         data = ShardDataset.open(shards)
     except ShardError as exc:
         raise UserError(str(exc)) from exc
+    try:        # the loaders' own check, before any row starts
+        epoch_batches(pairs_per_rank(len(data), 1, pairs_per_clip), batch_size, 1)
+    except EpochTooShort as e:
+        raise UserError(f"{shards}: --batch-size {batch_size} is {e}: raise --pairs-per-clip "
+                        f"(now {pairs_per_clip}) or lower --batch-size") from None
     cfg = LoaderConfig(shards=shards, batch_size=batch_size, num_workers=workers,
                        sampling=PairSamplingConfig(pairs_per_clip=pairs_per_clip, crop_size=crop_size),
                        decoder=DecoderConfig(hw_decoder_load=hw_decoder_load, prefetch_queue_depth=prefetch,

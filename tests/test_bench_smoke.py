@@ -69,3 +69,13 @@ def test_bench_writes_json_table_and_plot(bench_inputs: tuple[Path, Path], tmp_p
     assert "pairs/s" in done.stdout and "dali_cpu" in done.stdout and "x folders" in done.stdout
     assert png.stat().st_size > 1000
     assert np.isfinite(report["loaders"]["naive"]["bytes_per_pair"])
+
+
+def test_a_batch_larger_than_an_epoch_is_one_line_before_any_row_runs(bench_inputs: tuple[Path, Path]) -> None:
+    shards, _ = bench_inputs
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--shards", str(shards), "--only", "source",
+                           "--batch-size", "64", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "round 1/1" not in done.stderr
+    assert f"{shards}: --batch-size 64 is larger than one epoch of pairs (6 per process" in done.stderr
