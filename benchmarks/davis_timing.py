@@ -17,19 +17,10 @@ from pathlib import Path
 
 import click
 
+from siammae_common.cli_types import pixel_size
 from siammae_common.console import UserError, info
 
 PROCESS_START = time.perf_counter()
-
-
-def _size(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        h, w = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected HxW, e.g. 480x880") from None
-    return h, w
 
 
 def time_davis(davis_root: Path, out: Path, model: str, device: str, protocol: str,
@@ -81,7 +72,8 @@ def main(davis_root: Path, out: Path, model: str, device: str, protocol: str, fi
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: already holds files; choose an empty folder")
     try:
-        result = time_davis(davis_root, out, model, device, protocol, _size(fixed_size))
+        size = None if fixed_size is None else pixel_size(fixed_size, "--size")
+        result = time_davis(davis_root, out, model, device, protocol, size)
     except (ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
     json_path.write_text(json.dumps(result, indent=1) + "\n")

@@ -29,23 +29,21 @@ if str(ROOT) not in sys.path:                      # run by path from anywhere
     sys.path.insert(0, str(ROOT))
 
 from evaluation.davis import run_davis
-from evaluation.features import PixelFeatures, checkpoint_features, random_init_features
+from evaluation.features import checkpoint_features
 from evaluation.hidden_patch import PairSpec, held_out_pairs, hidden_patch_errors
 from evaluation.report import write_json_atomic
 from evaluation.settings import protocol_settings
 from model.checkpoint import load_model
-from siammae_common.cli_types import NATURAL, OneLineCommand
+from siammae_common.cli_types import NATURAL, OneLineCommand, pixel_size
 from siammae_common.console import info
-
-UNTRAINED_SEEDS = (0, 1, 2)
+from tools.demo_eval import UNTRAINED_SEEDS, make_extractor
 
 
 def eval_settings(size: str):
     """The cropmae protocol at a fixed HxW input, or at the frames' own size ('native')."""
     if size == "native":
         return protocol_settings(fixed_size=None, size_multiple=16)
-    h, w = (int(v) for v in size.split("x"))
-    return protocol_settings(fixed_size=(h, w))
+    return protocol_settings(fixed_size=pixel_size(size, "--sizes"))
 
 
 def cpu_seconds() -> float:
@@ -80,11 +78,12 @@ def baselines(results: dict, config, sets: dict[str, Path], sizes: list[str], ou
     for set_name, root in sets.items():
         for size in sizes:
             cell = table.setdefault(f"{set_name}@{size}", {})
-            extractors = {f"random-{s}": lambda s=s: random_init_features(config=config, seed=s) for s in UNTRAINED_SEEDS}
-            extractors["pixels"] = lambda: PixelFeatures(config.patch_size, "flatten")
-            for name, make in extractors.items():
+            # the demo's own extractors, under this study's names (results.json keeps them)
+            for name, features in [*((f"random-{s}", f"random-init-{s}") for s in UNTRAINED_SEEDS),
+                                   ("pixels", "pixels")]:
                 if name not in cell:
-                    cell[name] = jf(make(), root, out / "baselines" / tag / set_name / size / name, size)
+                    extractor = make_extractor(features, None, config)
+                    cell[name] = jf(extractor, root, out / "baselines" / tag / set_name / size / name, size)
                     save()
     return table
 

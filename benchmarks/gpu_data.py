@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.shard_format import Manifest, ShardInfo, index_path_for
+from siammae_common.cli_types import width_height
 from siammae_common.console import UserError, info
 from tools.sharding.format_writer import write_manifest, write_shard
 from tools.synthetic.render import random_scene
@@ -92,14 +93,6 @@ def make_shard_set(out: Path, cfg: ShardSetConfig, workers: int | None = None) -
     return manifest
 
 
-def _size(value: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, e.g. 320x240") from None
-    return w, h
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--clips", type=click.IntRange(min=1), default=1024, show_default=True)
@@ -114,7 +107,7 @@ def main(out: Path, clips: int, frames: int, size: str, scenes: int, clips_per_s
     """Write UCF101-like clip shards of rendered frames under OUT (numpy and Pillow only)."""
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: already holds files; choose an empty folder")
-    width, height = _size(size)
+    width, height = width_height(size)
     try:
         cfg = ShardSetConfig(clips, frames, width, height, scenes, clips_per_shard)
     except ValueError as exc:

@@ -47,6 +47,16 @@ def pixel_size(text: str, what: str) -> tuple[int, int]:
     return h, w
 
 
+def width_height(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' (a frame size, as make_synthetic and the GPU check's data take it) -> (w, h);
+    click.BadParameter (one line) otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not WIDTHxHEIGHT, e.g. 320x240") from None
+    return w, h
+
+
 def _one_line(error: click.BadParameter) -> click.BadParameter:
     error.ctx = None                  # without a context click prints no usage text, only "Error: ..."
     return error

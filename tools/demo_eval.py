@@ -93,8 +93,9 @@ def job_key(job: Job, config, checkpoint: Path) -> dict:
     return json.loads(json.dumps(key))               # tuples as lists, as read back from JSON
 
 
-def make_extractor(features: str, checkpoint: Path, config):
-    """The named feature extractor: the checkpoint's encoder, an untrained one of its architecture, pixels."""
+def make_extractor(features: str, checkpoint: Path | None, config):
+    """The named feature extractor: the checkpoint's encoder ("trained"), an untrained one of its
+    architecture ("random-init-SEED"), pixels ("pixels"); `checkpoint` is read only for "trained"."""
     if features == "trained":
         return checkpoint_features(checkpoint)
     if features.startswith("random-init-"):
@@ -112,10 +113,10 @@ def kept_result(job: Job, config, checkpoint: Path, out: Path) -> dict | None:
     return None
 
 
-def run_job(job: Job, checkpoint: Path, davis_root: Path, out: Path) -> dict:
-    """Propagate and score one job (in a worker process); writes OUT/<view>/<features>/metrics.json."""
+def run_job(job: Job, checkpoint: Path, config, davis_root: Path, out: Path) -> dict:
+    """Propagate and score one job (in a worker process) with the checkpoint's model config; writes
+    OUT/<view>/<features>/metrics.json."""
     torch.set_num_threads(1)
-    _, config = load_model(checkpoint)
     key, folder = job_key(job, config, checkpoint), out / job.folder
     start = time.perf_counter()
     metrics = run_davis(make_extractor(job.features, checkpoint, config), davis_root, folder, job.settings,
@@ -146,15 +147,14 @@ def run_jobs(jobs: list[Job], checkpoint: Path, davis_root: Path, out: Path, wor
     if todo:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-            futures = {pool.submit(run_job, job, checkpoint, davis_root, out): job for job in todo}
+            futures = {pool.submit(run_job, job, checkpoint, config, davis_root, out): job for job in todo}
             for future in as_completed(futures):
                 report(futures[future], future.result())
     return {job.folder: results[job.folder] for job in jobs}
 
 
-def view1(checkpoint: Path, davis_root: Path, gap_range: tuple[int, int]) -> dict:
-    """View 1 on held-out pairs of the DAVIS-layout set: trained vs copy-f1 vs mean."""
-    model, config = load_model(checkpoint)
+def view1(model, config, davis_root: Path, gap_range: tuple[int, int]) -> dict:
+    """View 1 on held-out pairs of the DAVIS-layout set: the trained model vs copy-f1 vs mean."""
     spec = PairSpec(crop=0, size=config.input_size, gap_range=gap_range)
     f1, f2 = held_out_pairs(davis_root, spec)
     return hidden_patch_errors(model, f1, f2).to_dict() | {"gap_range": list(gap_range)}
@@ -164,13 +164,13 @@ def evaluate(checkpoint: Path, davis_root: Path, out: Path, view3_sequences: int
              workers: int = 2) -> dict:
     """All three views of one checkpoint; writes OUT/views.json and the report; returns the views."""
     run_config = json.loads((checkpoint.parent.parent / "config.json").read_text())
-    _, config = load_model(checkpoint)
+    model, config = load_model(checkpoint)
     sampling = run_config["train"]["sampling"]
     gap_range = (int(sampling["gap_min"]), int(sampling["gap_max"]))
     sequences = [s.name for s in open_davis(davis_root)]
     torch.set_num_threads(1)
     info("view 1: hidden-patch error on held-out pairs")
-    views = {"view1": view1(checkpoint, davis_root, gap_range)}
+    views = {"view1": view1(model, config, davis_root, gap_range)}
     jobs = plan_jobs(config, sequences, view3_sequences)
     info(f"views 2 and 3: {len(jobs)} propagations in {workers} processes")
     views["propagation"] = run_jobs(jobs, checkpoint, davis_root, out, workers, config)

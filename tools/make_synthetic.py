@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from siammae_common.cli_types import COUNT, NON_NEGATIVE, SEED, OneLineCommand, finite
+from siammae_common.cli_types import COUNT, NON_NEGATIVE, SEED, OneLineCommand, finite, width_height
 from siammae_common.console import UserError, info, progress
 from tools.synthetic.datasets import CLASS_NAMES, JHMDB_ACTIONS, VideoSpec, make_video
 from tools.synthetic.realism import Realism
@@ -177,10 +177,7 @@ def make_synthetic(out: Path, cfg: SyntheticConfig = SyntheticConfig(), workers:
 
 
 def _size(value: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, e.g. 320x240") from None
+    w, h = width_height(value)
     if w < 16 or h < 16 or w % 2 or h % 2:
         raise click.BadParameter(f"{value!r}: width and height must be even and at least 16")
     return w, h
