@@ -2,8 +2,9 @@
 predictors that need no training: copying f1's patch at the same place ("nothing moves") and
 predicting each patch's mean (zero in normalised pixels, an error of about 1.0).
 
-Errors are mean squared errors against per-patch normalised pixels (the loss SiamMAE trains with,
-`norm_pix_loss`), over the same hidden patches for all three predictors. A model that learned where
+Errors are mean squared errors against the targets SiamMAE trains on (`SiamMAE.patch_targets`:
+per-patch normalised pixels with `norm_pix_loss`, the default; raw pixels without it, where predicting
+the mean scores each patch's variance instead), over the same hidden patches for all three predictors. A model that learned where
 f2's content was in f1 beats copying f1.
 """
 
@@ -76,12 +77,6 @@ def _to_input(crops: list[np.ndarray], size: int) -> torch.Tensor:
     return (x - mean) / std
 
 
-def normalised_patches(model: SiamMAE, frames: torch.Tensor) -> torch.Tensor:
-    """[N, 3, H, W] -> [N, L, P]: each patch's pixels minus their mean, over their std (the loss's targets)."""
-    patches = model.patchify(frames.float())
-    return (patches - patches.mean(-1, keepdim=True)) / (patches.var(-1, keepdim=True) + 1e-6) ** 0.5
-
-
 @torch.no_grad()
 def hidden_patch_errors(model: SiamMAE, f1: torch.Tensor, f2: torch.Tensor, seed: int = 0,
                         batch_size: int = 64) -> HiddenPatchErrors:
@@ -96,8 +91,9 @@ def hidden_patch_errors(model: SiamMAE, f1: torch.Tensor, f2: torch.Tensor, seed
         a, b = f1[start:start + batch_size], f2[start:start + batch_size]
         masking = random_masking(a.shape[0], n_patches, model.cfg.mask_ratio, "cpu", generator)
         pred = model(a, b, masking=masking).pred                                     # [B, L, P]
-        target = normalised_patches(model, b)                                        # [B, L, P]
-        guesses = {"trained": pred, "copy_f1": normalised_patches(model, a), "mean": torch.zeros_like(target)}
+        target = model.patch_targets(b)                                              # [B, L, P]
+        guesses = {"trained": pred, "copy_f1": model.patch_targets(a),
+                   "mean": target.mean(-1, keepdim=True).expand_as(target)}
         for name, guess in guesses.items():
             sums[name] += float((((guess - target) ** 2).mean(-1) * masking.mask).sum())
         hidden += float(masking.mask.sum())

@@ -164,13 +164,19 @@ class SiamMAE(nn.Module):
                 y2 = blk(y2, y1)
         return self.decoder_pred(self.decoder_norm(y2))[:, 1:]     # [B, N, P]
 
-    def forward_loss(self, f2: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean squared error of pred [B, N, P] against f2's patches, over masked patches only."""
-        target = self.patchify(f2.float())                         # [B, N, P]
+    def patch_targets(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, N, P]: what the decoder learns to predict for each patch, its pixels,
+        normalised per patch (minus their mean, over their std) when the config's norm_pix_loss is on."""
+        target = self.patchify(frames.float())                     # [B, N, P]
         if self.cfg.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1e-6) ** 0.5
+        return target
+
+    def forward_loss(self, f2: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of pred [B, N, P] against f2's patches, over masked patches only."""
+        target = self.patch_targets(f2)                            # [B, N, P]
         per_patch = ((pred.float() - target) ** 2).mean(dim=-1)    # [B, N]
         return (per_patch * mask).sum() / mask.sum()
 
